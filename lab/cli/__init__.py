@@ -1,0 +1,61 @@
+"""The `lab` command line: wires the command groups and maps every failure to one line.
+
+Commands import torch inside their functions, so `lab --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from lab.cli import data, info, results
+from lab.cli import run as run_cmds
+from lab.errors import ExitCode, LabError
+
+app = typer.Typer(
+    name="lab",
+    help="A terminal lab console for image-classification experiments (CIFAR-10 study levels 1-3).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(run_cmds.run)
+app.command()(run_cmds.resume)
+app.command()(run_cmds.demo)
+app.command()(results.runs)
+app.command()(results.show)
+app.command()(results.compare)
+app.command()(info.levels)
+app.command()(info.doctor)
+app.add_typer(data.app, name="data")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning errors into `lab: error: ...` and an exit code."""
+    code = ExitCode.OK
+    try:
+        rv = app(args=argv, prog_name="lab", standalone_mode=False)
+        code = rv if isinstance(rv, int) else ExitCode.OK
+    except LabError as exc:
+        _fail(str(exc))
+        code = exc.exit_code
+    except click.UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx else "lab"
+        _fail(f"{exc.format_message()} (see `{path} --help`)")
+        code = ExitCode.USAGE
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+        code = ExitCode(exc.exit_code) if exc.exit_code in ExitCode._value2member_map_ else 1
+    except (KeyboardInterrupt, click.Abort):
+        _fail("interrupted")
+        code = ExitCode.INTERRUPTED
+    sys.exit(int(code))
+
+
+def _fail(message: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(f"lab: error: {message}\n")
+    sys.stderr.flush()

@@ -1,0 +1,112 @@
+"""`lab data fetch | import | verify | info`: data sets into the cache, fully offline too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from lab.cli.common import DataDirOpt, JsonOpt, data_dir, err, out, print_json
+
+app = typer.Typer(no_args_is_help=True, help="Fetch, import, verify and list data sets.")
+
+
+@app.command()
+def fetch(
+    url: Annotated[str | None, typer.Option(help="Mirror of cifar-10-python.tar.gz.",
+                                            show_default=False)] = None,
+    json_out: JsonOpt = False,
+    data: DataDirOpt = None,
+) -> None:
+    """Download the official CIFAR-10 (md5-checked) and cache it."""
+    from lab.data import fetch_cifar10
+    from lab.data.download import CIFAR10_URL
+
+    target = data_dir(data)
+    shown = {"pct": -10}
+
+    def progress(done: int, total: int) -> None:
+        if total and not json_out:
+            pct = int(100 * done / total)
+            if pct >= shown["pct"] + 10:
+                shown["pct"] = pct
+                err.print(f"downloaded {done / 1e6:.1f} / {total / 1e6:.1f} MB ({pct}%)")
+
+    manifest = fetch_cifar10(target, url=url or CIFAR10_URL, progress=progress)
+    _report(manifest, target, json_out)
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="cifar-10-python.tar.gz, cifar-10-batches-py/, or a "
+                                         "train/<class>/ + test/<class>/ tree (dir or archive).")],
+    name: Annotated[str | None, typer.Option(help="Cache name (default: cifar10 for CIFAR-10, "
+                                             "else the folder name).", show_default=False)] = None,
+    size: Annotated[int | None, typer.Option(help="Resize every image to SIZE×SIZE.",
+                                             show_default=False)] = None,
+    json_out: JsonOpt = False,
+    data: DataDirOpt = None,
+) -> None:
+    """Import a data set from disk, offline, into the cache."""
+    from lab.data import import_data
+    from lab.errors import NotFoundError
+
+    if not path.exists():
+        raise NotFoundError(f"{path} does not exist")
+    target = data_dir(data)
+    manifest = import_data(path, target, name=name, size=size)
+    _report(manifest, target, json_out)
+
+
+@app.command()
+def verify(
+    name: Annotated[str, typer.Argument(help="Cached data set name.")] = "cifar10",
+    json_out: JsonOpt = False,
+    data: DataDirOpt = None,
+) -> None:
+    """Re-read a cached data set and check it against its manifest."""
+    from lab.data import verify_dataset
+
+    report = verify_dataset(data_dir(data), name)
+    if json_out:
+        print_json(report)
+    else:
+        out.print(f"[green]ok[/] {name}: " + ", ".join(f"{k} {v}" for k, v in report.items()
+                                                      if k not in ("name", "ok")))
+
+
+@app.command()
+def info(json_out: JsonOpt = False, data: DataDirOpt = None) -> None:
+    """The cached data sets, where they came from, and whether they are the official release."""
+    from lab.data import list_datasets
+
+    target = data_dir(data)
+    manifests = list_datasets(target)
+    if json_out:
+        print_json({"data_dir": str(target), "datasets": manifests})
+        return
+    table = Table(title=f"Data sets in {target}", title_justify="left")
+    for col in ("name", "classes", "train", "test", "size", "official", "source"):
+        table.add_column(col)
+    for m in manifests:
+        table.add_row(m["name"], str(len(m["classes"])), str(m["counts"].get("train")),
+                      str(m["counts"].get("test") or "–"), "×".join(map(str, m["image_size"])),
+                      "yes" if m.get("official") else "no", str(m.get("source")))
+    table.add_row("digits", "10", "1797", "– (split)", "32×32", "bundled", "scikit-learn")
+    out.print(table)
+
+
+def _report(manifest: dict[str, Any], target: Path, json_out: bool) -> None:
+    if json_out:
+        print_json(manifest)
+        return
+    counts = manifest["counts"]
+    out.print(f"[green]cached[/] {manifest['name']} in {target / manifest['name']}: "
+              f"{counts.get('train')} train / {counts.get('test') or 0} test images, "
+              f"{len(manifest['classes'])} classes, {'×'.join(map(str, manifest['image_size']))}")
+    if manifest.get("official"):
+        out.print(f"official release: {manifest.get('official_reason', 'checksum matches')}")
+    else:
+        out.print(f"[yellow]not the official release[/]: {manifest.get('official_reason', '')}")

@@ -1,0 +1,98 @@
+"""Turning training events into progress for a person: a Rich bar on a terminal, lines in a log.
+
+The engine only emits events; this listener decides how they look. On a terminal it draws one
+bar per epoch with loss, images/s and ETA; when stderr is a file or a pipe (batch jobs) it
+prints one plain line per epoch, which is what a Slurm log should hold.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class ProgressPrinter:
+    def __init__(self, console: Console, label: str, quiet: bool = False,
+                 rich_bar: bool | None = None) -> None:
+        self.console = console
+        self.label = label
+        self.quiet = quiet
+        self.rich_bar = console.is_terminal if rich_bar is None else rich_bar
+        self.epochs = 0
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.last_loss: float | None = None
+        self._epoch_t0 = time.perf_counter()
+        self._images = 0
+
+    def __enter__(self) -> ProgressPrinter:
+        if self.rich_bar and not self.quiet:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                console=self.console, transient=False)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        kind = event.get("event")
+        if kind == "start":
+            self.epochs = int(event["epochs"])
+            split = event.get("split", {})
+            self._line(f"{self.label}: {split.get('train')} train / {split.get('val')} val / "
+                       f"{split.get('test')} test images on {event['device']} "
+                       f"({event['precision']})")
+        elif kind == "resume":
+            self._line(f"{self.label}: resuming after epoch {event['epoch']}")
+        elif kind == "batch":
+            self._batch(event)
+        elif kind == "step":
+            self.last_loss = float(event["loss"])
+        elif kind == "epoch":
+            self._line(
+                f"{self.label} epoch {event['epoch']}/{self.epochs or '?'}  "
+                f"train loss {event['train_loss']:.4f} acc {100 * event['train_acc']:.2f}%  "
+                f"val loss {event['val_loss']:.4f} acc {100 * event['val_acc']:.2f}%  "
+                f"{event['images_per_s']:,.0f} img/s  {event['seconds']:.1f}s")
+        elif kind == "test":
+            self._line(f"{self.label} test accuracy {100 * event['test_acc']:.2f}%  "
+                       f"(loss {event['test_loss']:.4f})")
+
+    def _batch(self, event: dict[str, Any]) -> None:
+        if self.progress is None:
+            return
+        if event["batch"] == 1:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self._epoch_t0, self._images = time.perf_counter(), 0
+            self.task = self.progress.add_task(
+                f"{self.label} epoch {event['epoch']}/{self.epochs or '?'}",
+                total=event["batches"], loss="…", speed="")
+        self._images += int(event.get("images", 0))
+        rate = self._images / max(time.perf_counter() - self._epoch_t0, 1e-9)
+        loss = f"{self.last_loss:.4f}" if self.last_loss is not None else "…"
+        self.progress.update(self.task, completed=event["batch"], loss=loss,
+                             speed=f"{rate:,.0f} img/s")
+
+    def _line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False)
+        else:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,140 @@
+"""Rich renderables for the CLI: tables built from rows the engine computed, nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from lab.cli.common import pct
+
+STATE_STYLE = {"done": "green", "running": "cyan", "failed": "red", "interrupted": "yellow",
+               "cancelled": "dim", "created": "dim", "corrupt": "red"}
+
+
+def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, justify in [("Level", "right"), ("Model", "left"), ("Augmentation", "left"),
+                          ("WD", "right"), ("Data", "left"), ("Size", "right"),
+                          ("Epochs", "right"), ("Test acc", "right"), ("Δ vs L1", "right"),
+                          ("Seed", "right"), ("Run", "left")]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        delta = r.get("delta_vs_l1")
+        delta_text = Text("–") if delta is None else Text(
+            f"{100 * delta:+.2f} pp", style="green" if delta > 0 else "red" if delta < 0 else "")
+        table.add_row(str(r["level"] or "–"), r["model"], r["augmentation"],
+                      f"{r['weight_decay']:g}", r["dataset"], str(r["image_size"]),
+                      str(r["epochs"]), pct(r["test_acc"]), delta_text, pct(r["seed_acc"]),
+                      r["run_id"])
+    if not rows:
+        table.caption = "no finished runs yet: try `lab demo` or `lab run --level 1`"
+    return table
+
+
+def levels_table(levels: list[Any], fields: list[str]) -> Table:
+    table = Table(title="The study's three levels (defaults of `lab run --level N`)",
+                  title_justify="left")
+    table.add_column("field")
+    for level in levels:
+        table.add_column(f"Level {level.number}")
+    table.add_row("", *[Text(level.title, style="bold") for level in levels])
+    dicts = [level.config.to_dict() for level in levels]
+    for name in fields:
+        values = [_fmt(d[name]) for d in dicts]
+        style = "yellow" if len(set(values)) > 1 else ""
+        table.add_row(name, *[Text(v, style=style) for v in values])
+    table.add_row(Text("seed test accuracy", style="bold"),
+                  *[Text(f"{level.seed_accuracy:.2f}%" + (f" ({level.seed_note})"
+                                                           if level.seed_note else ""),
+                         style="bold") for level in levels])
+    return table
+
+
+def runs_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=None)
+    for name, justify in [("Run", "left"), ("Level", "right"), ("Model", "left"),
+                          ("Data", "left"), ("State", "left"), ("Epoch", "right"),
+                          ("Val acc", "right"), ("Test acc", "right"), ("Created", "left")]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        state = r["state"]
+        note = f" ({r['error']})" if r.get("error") and state in ("failed", "corrupt") else ""
+        table.add_row(r["run_id"], str(r.get("level") or "–"), r.get("model") or "?",
+                      r.get("dataset") or "?", Text(state + note, style=STATE_STYLE.get(state, "")),
+                      f"{r.get('epoch', 0)}/{r.get('epochs') or '?'}", pct(r.get("val_acc")),
+                      pct(r.get("test_acc")), r.get("created") or "")
+    if not rows:
+        table.caption = "no runs yet: try `lab demo`"
+    return table
+
+
+def per_class_table(per_class: list[dict[str, Any]], weakest: list[str]) -> Table:
+    table = Table(title="Per-class report (test)", title_justify="left")
+    for name in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    for row in per_class:
+        weak = row["class"] in weakest
+        style = "bold red" if weak else ""
+        table.add_row(Text(row["class"] + (" ◀ weak" if weak else ""), style=style),
+                      f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                      str(row["support"]), style=style)
+    return table
+
+
+def confusion_table(confusion: list[list[int]], classes: list[str]) -> Table:
+    """Counts with the diagonal in green and errors shaded by their share of the row."""
+    table = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left",
+                  padding=(0, 1), show_lines=False)
+    table.add_column("")
+    short = [c[:5] for c in classes]
+    for name in short:
+        table.add_column(name, justify="right")
+    for i, row in enumerate(confusion):
+        total = sum(row) or 1
+        cells = []
+        for j, value in enumerate(row):
+            if i == j:
+                cells.append(Text(str(value), style="bold green"))
+            elif value == 0:
+                cells.append(Text("·", style="dim"))
+            else:
+                share = value / total
+                cells.append(Text(str(value), style="bold red" if share >= 0.1 else
+                                  "red" if share >= 0.03 else "yellow"))
+        table.add_row(short[i], *cells)
+    return table
+
+
+def confused_pairs_table(pairs: list[dict[str, Any]], top: int = 5) -> Table:
+    table = Table(title="Most-confused pairs", title_justify="left")
+    for name in ("true", "predicted as", "count", "share of class"):
+        table.add_column(name, justify="right" if name in ("count", "share of class") else "left")
+    for p in pairs[:top]:
+        table.add_row(p["true"], p["predicted"], str(p["count"]), pct(p["share"], 1))
+    return table
+
+
+def config_table(config: dict[str, Any], status: dict[str, Any]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    keys = ["level", "model", "weights", "dataset", "image_size", "augment", "dropout",
+            "optimizer", "lr", "weight_decay", "batch_size", "epochs", "seed", "device",
+            "precision"]
+    for key in keys:
+        table.add_row(key, _fmt(config.get(key)))
+    state = status.get("state", "?")
+    table.add_row("state", Text(state, style=STATE_STYLE.get(state, "")))
+    if status.get("error"):
+        table.add_row("error", Text(str(status["error"]), style="red"))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)

@@ -1,0 +1,152 @@
+"""`lab run`, `lab resume` and `lab demo`: training in the foreground, for people and batch jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lab.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, data_dir, err, out, print_json, runs_dir
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+def build_config(level: int | None, config_file: Path | None, options: dict[str, Any],
+                 assignments: list[str]) -> Any:
+    """Preset (or config file) + named options + `--set KEY=VALUE`, validated once."""
+    from lab.config import RunConfig
+    from lab.errors import ConfigError, NotFoundError
+    from lab.levels import level_config
+
+    if config_file is not None:
+        if not config_file.is_file():
+            raise NotFoundError(f"config file {config_file} does not exist")
+        config = RunConfig.from_json(config_file.read_text())
+        if level is not None:
+            raise ConfigError("give either --level or --config, not both")
+    elif level is None:
+        raise ConfigError("choose a level with --level 1|2|3 (or --config FILE)",
+                          hint="see `lab levels`")
+    else:
+        config = level_config(level)
+    changes = {k: v for k, v in options.items() if v is not None}
+    if changes:
+        config = config.replace(**changes)
+    return config.with_overrides(assignments) if assignments else config
+
+
+def run(
+    level: Annotated[int | None, typer.Option("--level", "-l", help="Seed preset: 1, 2 or 3.",
+                                              show_default=False)] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="A saved config.json.",
+                                                     show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs.", show_default=False)] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input side in pixels.",
+                                                   show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Training batch.",
+                                                   show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.", show_default=False)] = None,
+    weights: Annotated[str | None, typer.Option(help="imagenet | none | FILE.",
+                                                show_default=False)] = None,
+    dataset: Annotated[str | None, typer.Option(help="cifar10 | digits | imagefolder:PATH | NAME.",
+                                                show_default=False)] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.",
+                                               show_default=False)] = None,
+    precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16.",
+                                                  show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed.", show_default=False)] = None,
+    assignments: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any config field: --set KEY=VALUE (repeatable; see `lab levels --json`).",
+        show_default=False)] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    runs: RunsDirOpt = None,
+    data: DataDirOpt = None,
+) -> None:
+    """Train one run in the foreground and print its result; exit 0 only on success."""
+    config = build_config(level, config_file, dict(
+        epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr, weights=weights,
+        dataset=dataset, device=device, precision=precision, seed=seed), assignments or [])
+    run_id, result = _train(config, runs_dir(runs), data_dir(data), quiet)
+    _print_result(run_id, result, json_out)
+
+
+def _train(config: Any, runs_path: Path, data_path: Path, quiet: bool) -> tuple[str, dict]:
+    from lab.cli.progress import ProgressPrinter
+    from lab.engine import start_run
+
+    created: list[Any] = []
+    with ProgressPrinter(err, config.label, quiet=quiet) as progress:
+        try:
+            run_dir, result = start_run(config, runs_path, data_path, emit=progress,
+                                        on_created=created.append)
+        except KeyboardInterrupt:
+            if created:
+                err.print(f"interrupted: resume with `lab resume {created[0].id}`")
+            raise typer.Exit(130) from None
+    return run_dir.id, result
+
+
+def _print_result(run_id: str, result: dict, json_out: bool) -> None:
+    if json_out:
+        print_json(result)
+        return
+    out.print(f"run {run_id}: test accuracy [bold]{100 * result['test_acc']:.2f}%[/] "
+              f"({result['timings']['total_seconds']:.0f}s; details: lab show {run_id})")
+
+
+def resume(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, prefix or 'latest'.")],
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    runs: RunsDirOpt = None,
+    data: DataDirOpt = None,
+) -> None:
+    """Continue an interrupted run from its last checkpoint."""
+    from lab.cli.progress import ProgressPrinter
+    from lab.engine import resume_run
+    from lab.runs import resolve_run
+
+    run_dir = resolve_run(runs_dir(runs), run_ref)
+    config = run_dir.config()
+    with ProgressPrinter(err, config.label, quiet=quiet) as progress:
+        try:
+            result = resume_run(run_dir, data_dir(data), emit=progress)
+        except KeyboardInterrupt:
+            err.print(f"interrupted: resume with `lab resume {run_dir.id}`")
+            raise typer.Exit(130) from None
+    _print_result(run_dir.id, result, json_out)
+
+
+def demo(
+    epochs: Annotated[int, typer.Option(help="Epochs per level.")] = 3,
+    image_size: Annotated[int, typer.Option(help="Input side in pixels.")] = 32,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    runs: RunsDirOpt = None,
+    data: DataDirOpt = None,
+) -> None:
+    """All three levels on the bundled digits, on the CPU, offline; then the comparison."""
+    from lab.cli.render import comparison_table
+    from lab.levels import demo_configs
+    from lab.models import weights_cache_path
+    from lab.report import comparison
+
+    have_imagenet = weights_cache_path().exists()
+    if not have_imagenet and not quiet:
+        err.print(f"ImageNet weights are not cached ({weights_cache_path()}): the demo trains "
+                  "the ResNet18 levels from scratch (weights=none), as recorded in each run.")
+    runs_path, data_path = runs_dir(runs), data_dir(data)
+    results = []
+    for config in demo_configs(have_imagenet, epochs=epochs, image_size=image_size):
+        run_id, result = _train(config, runs_path, data_path, quiet)
+        if not json_out:
+            _print_result(run_id, result, json_out=False)
+        results.append(result)
+    rows = comparison(runs_path, [r["run_id"] for r in results])
+    if json_out:
+        print_json({"runs": results, "comparison": rows})
+    else:
+        out.print(comparison_table(rows, title="Demo on digits (all three levels)"))
+

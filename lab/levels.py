@@ -1,0 +1,76 @@
+"""The seed study's three levels as `RunConfig` presets, with the accuracies it reported.
+
+The defaults must reproduce the study exactly (tests compare them field by field with its table):
+CIFAR-10, 40,000/5,000 split of the official training set, Adam at 1e-4, batch 64, 5 epochs,
+224×224 input. Only the model, the augmentation, dropout and weight decay differ between levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab.config import RunConfig
+from lab.errors import ConfigError
+
+_COMMON = dict(
+    dataset="cifar10", image_size=224, optimizer="adam", lr=1e-4, batch_size=64, epochs=5,
+    train_fraction=0.8, val_fraction=0.1, scheduler="none", label_smoothing=0.0,
+)
+
+
+@dataclass(frozen=True)
+class Level:
+    number: int
+    title: str
+    config: RunConfig
+    seed_accuracy: float  # test accuracy (%) the study reported
+    seed_note: str = ""
+
+
+LEVELS: dict[int, Level] = {
+    1: Level(
+        1, "Baseline: ResNet18 (ImageNet) fine-tuned",
+        RunConfig(level=1, model="resnet18", weights="imagenet", augment=False, dropout=0.0,
+                  weight_decay=0.0, **_COMMON),
+        93.54, "93.13% in the study's comparison table",
+    ),
+    2: Level(
+        2, "Improved: + augmentation, dropout, weight decay",
+        RunConfig(level=2, model="resnet18", weights="imagenet", augment=True, dropout=0.5,
+                  weight_decay=1e-4, **_COMMON),
+        94.74,
+    ),
+    3: Level(
+        3, "Custom CNN from scratch: 4 × (Conv-BN-ReLU-MaxPool), FC, Dropout, FC",
+        RunConfig(level=3, model="cnn", weights="none", augment=True, dropout=0.5,
+                  weight_decay=1e-4, **_COMMON),
+        65.89,
+    ),
+}
+
+
+def level_config(level: int) -> RunConfig:
+    """The preset of a level; a level that does not exist is a usage error."""
+    if level not in LEVELS:
+        raise ConfigError(f"level {level} does not exist: choose 1, 2 or 3 (see `lab levels`)")
+    return LEVELS[level].config
+
+
+def demo_configs(imagenet_available: bool, epochs: int = 3,
+                 image_size: int = 32) -> list[RunConfig]:
+    """The three levels shrunk to run on the bundled digits on a CPU in well under 3 minutes.
+
+    Without cached ImageNet weights the ResNet levels train from scratch: the caller says so
+    out loud, and the choice is recorded in each run's config.
+    """
+    weights = "imagenet" if imagenet_available else "none"
+    configs = []
+    for number, level in LEVELS.items():
+        changes: dict = dict(dataset="digits", image_size=image_size, epochs=epochs,
+                             device="cpu", crop_padding=2.0)
+        if level.config.model == "resnet18":
+            changes["weights"] = weights
+        if number == 3:
+            changes["lr"] = 1e-3
+        configs.append(level.config.replace(**changes))
+    return configs

@@ -1,0 +1,265 @@
+"""The run directory: the contract between the engine and every client.
+
+`runs/<run_id>/` holds `config.json`, `status.json`, `metrics.jsonl`, `result.json` and
+`checkpoint.pt`. Whole files are written atomically (temp file, fsync, rename) and events are
+appended one whole line per write, so a reader in another process, or a crash at any instant,
+sees either the old record or the new one, never half of one. Readers tolerate a run that is
+still being written: a torn last line of `metrics.jsonl` is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lab.config import RunConfig
+from lab.errors import ConfigError, DataError, NotFoundError
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+STATES = ("created", "running", "done", "failed", "interrupted", "cancelled")
+FINISHED = ("done", "failed", "interrupted", "cancelled")
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("LAB_RUNS_DIR") or "runs")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---- atomic files --------------------------------------------------------------------------
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same directory, fsync, then rename over the target."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def append_jsonl(path: Path, event: dict[str, Any], sync: bool = False) -> None:
+    """Append one event as one whole line with a single O_APPEND write."""
+    line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete, valid line; a torn or corrupt line is skipped rather than fatal."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    events = []
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(obj, dict):
+            events.append(obj)
+    return events
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is corrupt: {exc}") from None
+
+
+# ---- one run -------------------------------------------------------------------------------
+@dataclass
+class RunDir:
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def result_path(self) -> Path:
+        return self.path / "result.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    def config(self) -> RunConfig:
+        data = read_json(self.config_path)
+        if data is None:
+            raise NotFoundError(f"run {self.id} has no config.json")
+        return RunConfig.from_dict(data)
+
+    def status(self) -> dict[str, Any]:
+        return read_json(self.status_path) or {"state": "created"}
+
+    def events(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.metrics_path)
+
+    def result(self) -> dict[str, Any] | None:
+        return read_json(self.result_path)
+
+    def update_status(self, **fields: Any) -> dict[str, Any]:
+        status = {**self.status(), **fields, "updated": now_iso()}
+        atomic_write_json(self.status_path, status)
+        return status
+
+    def append_event(self, event: dict[str, Any], sync: bool = False) -> None:
+        append_jsonl(self.metrics_path, event, sync=sync)
+
+    def keep_events_through(self, epoch: int) -> None:
+        """Drop events of epochs after `epoch` (a resumed run redoes them), atomically."""
+        kept = [e for e in self.events() if int(e.get("epoch", 0)) <= epoch]
+        body = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in kept)
+        atomic_write_bytes(self.metrics_path, body.encode())
+
+    def live_state(self) -> str:
+        """The state a reader should show: a 'running' run whose process is gone is interrupted."""
+        status = self.status()
+        state = status.get("state", "created")
+        if state == "running" and not _pid_alive(status.get("pid"), status.get("host")):
+            return "interrupted"
+        return state
+
+
+def _pid_alive(pid: Any, host: Any = None) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if host and host != os.uname().nodename:
+        return True  # another machine's process: we cannot tell, so trust the record
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def validate_run_ref(ref: str) -> str:
+    if not RUN_ID_RE.match(ref) or ".." in ref:
+        raise ConfigError(f"{ref!r} is not a run id (letters, digits, '-', '_', '.'; no paths)")
+    return ref
+
+
+def new_run(runs_dir: Path, config: RunConfig) -> RunDir:
+    """Create `runs/<id>/` with its config; the id sorts by creation time and never collides."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        run_id = f"{stamp}-{config.label.lower()}-{secrets.token_hex(2)}"
+        path = runs_dir / run_id
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        run = RunDir(path)
+        atomic_write_bytes(run.config_path, (config.to_json() + "\n").encode())
+        run.update_status(state="created", created=now_iso(), epoch=0, step=0)
+        return run
+    raise RuntimeError("could not allocate a run id")
+
+
+def list_runs(runs_dir: Path) -> list[RunDir]:
+    """All run directories, newest first (ids sort by creation time)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    runs = [RunDir(p) for p in runs_dir.iterdir()
+            if p.is_dir() and RUN_ID_RE.match(p.name) and (p / "config.json").exists()]
+    return sorted(runs, key=lambda r: r.id, reverse=True)
+
+
+def resolve_run(runs_dir: Path, ref: str) -> RunDir:
+    """A run by id, unique id prefix, or `latest`; ids with path parts are refused."""
+    validate_run_ref(ref)
+    runs = list_runs(runs_dir)
+    if ref == "latest":
+        if not runs:
+            raise NotFoundError(f"no runs in {runs_dir}", hint="start one with `lab run --level 1`")
+        return runs[0]
+    exact = [r for r in runs if r.id == ref]
+    if exact:
+        return exact[0]
+    matches = [r for r in runs if r.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError(f"run {ref!r} is ambiguous: {', '.join(r.id for r in matches[:4])} ...")
+    raise NotFoundError(f"no run {ref!r} in {runs_dir}", hint="see `lab runs`")
+
+
+def summarize(run: RunDir) -> dict[str, Any]:
+    """One row for lists (CLI table, TUI list); a corrupt record marks that run, not the list."""
+    row: dict[str, Any] = {"run_id": run.id}
+    try:
+        config = run.config()
+        status = run.status()
+        result = run.result() or {}
+        epochs = [e for e in run.events() if e.get("event") == "epoch"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable record: show it on this row only
+        return {**row, "state": "corrupt", "error": str(exc)}
+    row.update(
+        level=config.level, model=config.model, dataset=config.dataset, epochs=config.epochs,
+        state=run.live_state(), epoch=epochs[-1]["epoch"] if epochs else 0,
+        val_acc=epochs[-1].get("val_acc") if epochs else None,
+        test_acc=result.get("test_acc"), error=status.get("error"),
+        created=status.get("created"), updated=status.get("updated"),
+    )
+    return row

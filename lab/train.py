@@ -1,0 +1,384 @@
+"""The training and evaluation loop: `fit(config, run) -> result`.
+
+The loop never prints. It appends events to the run's `metrics.jsonl`, checkpoints after every
+epoch (atomically), passes each event to an `emit` callback for whoever is watching, and returns
+the result it also saves. Batch order and augmentation of epoch e depend only on (seed, e), and
+the checkpoint holds the RNG state, so a resumed run continues where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lab.config import RunConfig
+from lab.data import Dataset, Split, load_dataset, make_split
+from lab.data.augment import AugmentSpec
+from lab.data.loader import DeviceLoader
+from lab.errors import ConfigError, DataError, RunFailed
+from lab.metrics import classification_summary
+from lab.models import build_model
+from lab.runs import RunDir, atomic_write_bytes, atomic_write_json, now_iso
+
+Emit = Callable[[dict[str, Any]], None]
+CHECKPOINT_VERSION = 1
+
+
+def _ignore(_event: dict[str, Any]) -> None:
+    return None
+
+
+# ---- environment -----------------------------------------------------------------------------
+def resolve_device(spec: str) -> torch.device:
+    """`auto` picks CUDA when present; asking for a device that is not there is an error."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {spec!r} requested but CUDA is not available",
+                              hint="use --device cpu or --device auto")
+        index = int(spec.split(":")[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device {spec!r} does not exist: "
+                              f"{torch.cuda.device_count()} CUDA device(s) visible")
+    if spec == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' requested but it is not available", hint="use --device cpu")
+    return torch.device(spec)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+# ---- pieces ----------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    data: Dataset
+    split: Split
+    train: DeviceLoader
+    val: DeviceLoader
+    test: DeviceLoader
+    test_labels: np.ndarray
+
+
+def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Prepared:
+    """Load the data set, draw the seeded split and put each part on the device once."""
+    data = load_dataset(config.dataset, data_dir)
+    has_test = data.test_x is not None
+    split = make_split(data.train_y, has_test, config.train_fraction, config.val_fraction,
+                       config.split_seed)
+    if len(split.train) == 0 or len(split.val) == 0:
+        raise DataError(f"data set {data.name!r} is too small to split "
+                        f"({len(data.train_y)} images)")
+    spec = AugmentSpec(hflip=config.hflip, rotation=config.rotation,
+                       crop_padding=config.crop_padding, brightness=config.brightness,
+                       contrast=config.contrast, saturation=config.saturation)
+    common = dict(image_size=config.image_size, channels_last=config.channels_last)
+    train = DeviceLoader.from_numpy(
+        data.train_x[split.train], data.train_y[split.train], device,
+        batch_size=config.batch_size, augment=spec if config.augment else None, shuffle=True,
+        seed=config.seed, **common)
+    val = DeviceLoader.from_numpy(data.train_x[split.val], data.train_y[split.val], device,
+                                  batch_size=config.eval_batch_size, **common)
+    if has_test:
+        test_x, test_y = data.test_x, data.test_y
+    else:
+        test_x, test_y = data.train_x[split.test], data.train_y[split.test]
+    test = DeviceLoader.from_numpy(test_x, test_y, device, batch_size=config.eval_batch_size,
+                                   **common)
+    return Prepared(data, split, train, val, test, np.asarray(test_y))
+
+
+def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=True,
+                           weight_decay=config.weight_decay)
+
+
+def make_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Stepped once per batch; `none` keeps the study's constant learning rate."""
+    total = max(1, config.epochs * steps_per_epoch)
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if config.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    return None
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: DeviceLoader, autocast_dtype: torch.dtype | None,
+             want_predictions: bool = False) -> dict[str, Any]:
+    """Mean loss and accuracy over a loader; predictions and confidences when asked."""
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    preds, confs = [], []
+    for images, labels in loader:
+        with _autocast(device, autocast_dtype):
+            logits = model(images)
+        logits = logits.float()
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
+        pred = logits.argmax(1)
+        correct += (pred == labels).sum()
+        if want_predictions:
+            preds.append(pred)
+            confs.append(logits.softmax(1).amax(1))
+    n = max(1, loader.num_samples)
+    out: dict[str, Any] = {"loss": loss_sum.item() / n, "acc": correct.item() / n}
+    if want_predictions:
+        out["predictions"] = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, np.int64)
+        out["confidence"] = torch.cat(confs).cpu().numpy() if confs else np.zeros(0)
+    return out
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+def save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, scaler: Any, epoch: int, step: int, config: RunConfig,
+                    best_val_acc: float) -> None:
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "epoch": epoch,
+        "step": step,
+        "best_val_acc": best_val_acc,
+        "config": config.to_dict(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(run.checkpoint_path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint safely (weights_only); a torn or foreign file is a clear error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunFailed(f"{path} does not exist: this run has no checkpoint to resume") from None
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt or not a torch file
+        raise DataError(f"checkpoint {path} is corrupt ({type(exc).__name__})",
+                        hint="start the run again") from None
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise DataError(f"checkpoint {path} is not a lab checkpoint of this version")
+    return state
+
+
+# ---- the loop --------------------------------------------------------------------------------
+def fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit = _ignore,
+        resume: bool = False, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Train, validate each epoch, test at the end; record everything in `run`.
+
+    Exceptions propagate after the status says what happened: `interrupted` for Ctrl-C, `failed`
+    with the error for anything else. A resumed run starts after its last checkpointed epoch.
+    """
+    t_start = time.perf_counter()
+    try:
+        return _fit(config, run, data_dir, emit, resume, should_stop, t_start)
+    except KeyboardInterrupt:
+        run.update_status(state="interrupted", error="interrupted", finished=now_iso())
+        raise
+    except Exception as exc:
+        run.update_status(state="failed", error=f"{type(exc).__name__}: {exc}",
+                          finished=now_iso())
+        raise
+
+
+def _fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit, resume: bool,
+         should_stop: Callable[[], bool] | None, t_start: float) -> dict[str, Any]:
+    device = resolve_device(config.device)
+    autocast_dtype = resolve_precision(config.precision, device)
+    torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.set_device(device)
+
+    run.update_status(state="running", pid=os.getpid(), host=platform.node(),
+                      started=now_iso(), device=str(device), error=None)
+    prep = prepare_data(config, data_dir, device)
+    classes = prep.data.classes
+    model = build_model(config, len(classes)).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(config, model)
+    steps_per_epoch = len(prep.train)
+    scheduler = make_scheduler(config, optimizer, steps_per_epoch)
+    use_scaler = autocast_dtype == torch.float16 and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    start_epoch, step, best_val = 1, 0, 0.0
+    if resume and run.checkpoint_path.exists():
+        state = load_checkpoint(run.checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and state.get("rng_cuda"):
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
+        best_val = float(state.get("best_val_acc", 0.0))
+        run.keep_events_through(start_epoch - 1)
+        _record(run, emit, {"event": "resume", "epoch": start_epoch - 1, "step": step,
+                            "time": now_iso()}, sync=True)
+    elif resume:
+        run.keep_events_through(0)
+
+    if start_epoch == 1:
+        _record(run, emit, {
+            "event": "start", "epoch": 0, "step": 0, "time": now_iso(), "device": str(device),
+            "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "fp32",
+            "epochs": config.epochs, "steps_per_epoch": steps_per_epoch,
+            "classes": classes, "split": _split_info(prep),
+        }, sync=True)
+
+    train_seconds, train_images = 0.0, 0
+    for epoch in range(start_epoch, config.epochs + 1):
+        t0 = time.perf_counter()
+        stats, step = train_one_epoch(model, prep.train, optimizer, scheduler, scaler, loss_fn,
+                                      autocast_dtype, epoch, step, config, run, emit, should_stop)
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        train_images += prep.train.num_samples
+        val = evaluate(model, prep.val, autocast_dtype)
+        best_val = max(best_val, val["acc"])
+        event = {"event": "epoch", "epoch": epoch, "step": step, **stats,
+                 "val_loss": val["loss"], "val_acc": val["acc"], "seconds": round(seconds, 3),
+                 "images_per_s": round(prep.train.num_samples / max(seconds, 1e-9), 1),
+                 "lr": optimizer.param_groups[0]["lr"]}
+        save_checkpoint(run, model, optimizer, scheduler, scaler, epoch, step, config, best_val)
+        _record(run, emit, event, sync=True)
+        run.update_status(state="running", epoch=epoch, step=step)
+
+    t_test = time.perf_counter()
+    test = evaluate(model, prep.test, autocast_dtype, want_predictions=True)
+    eval_seconds = time.perf_counter() - t_test
+    y_true = prep.test_labels
+    summary = classification_summary(y_true, test["predictions"], classes)
+    _record(run, emit, {"event": "test", "epoch": config.epochs, "step": step,
+                        "test_loss": test["loss"], "test_acc": test["acc"]}, sync=True)
+    result = {
+        "run_id": run.id, "level": config.level, "model": config.model,
+        "dataset": prep.data.name, "classes": classes,
+        "test_acc": test["acc"], "test_loss": test["loss"], "best_val_acc": best_val,
+        **{k: summary[k] for k in ("per_class", "macro", "confusion", "most_confused")},
+        "epochs": config.epochs, "split": _split_info(prep),
+        "timings": {"train_seconds": round(train_seconds, 3),
+                    "eval_seconds": round(eval_seconds, 3),
+                    "total_seconds": round(time.perf_counter() - t_start, 3)},
+        "throughput": {
+            "train_images_per_s": round(train_images / train_seconds, 1) if train_seconds else None,
+            "eval_images_per_s": round(prep.test.num_samples / max(eval_seconds, 1e-9), 1)},
+        "device": str(device),
+        "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "fp32",
+        "torch": torch.__version__, "finished": now_iso(),
+    }
+    atomic_write_json(run.result_path, result)
+    run.update_status(state="done", epoch=config.epochs, step=step, finished=now_iso())
+    emit({"event": "done", "result": result})
+    return result
+
+
+def train_one_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, scaler: Any, loss_fn: nn.Module,
+                    autocast_dtype: torch.dtype | None, epoch: int, step: int, config: RunConfig,
+                    run: RunDir, emit: Emit,
+                    should_stop: Callable[[], bool] | None) -> tuple[dict[str, float], int]:
+    """One pass over the training set. Loss and accuracy accumulate on the device and are read
+    back only at logging points, so CUDA never waits for the host between steps."""
+    model.train()
+    loader.set_epoch(epoch)
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = 0
+    window = torch.zeros((), device=device, dtype=torch.float64)
+    window_n = 0
+    batches = len(loader)
+    for i, (images, labels) in enumerate(loader, start=1):
+        with _autocast(device, autocast_dtype):
+            logits = model(images)
+            loss = loss_fn(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        step += 1
+        n = labels.shape[0]
+        seen += n
+        detached = loss.detach().double()
+        loss_sum += detached * n
+        window += detached
+        window_n += 1
+        correct += (logits.detach().argmax(1) == labels).sum()
+        if step % config.log_every == 0 or i == batches:
+            value = window.item() / window_n
+            if not math.isfinite(value):
+                raise RunFailed(f"training diverged: loss is {value} at step {step}",
+                                hint="lower --lr")
+            _record(run, emit, {"event": "step", "epoch": epoch, "step": step,
+                                "loss": round(value, 6), "lr": optimizer.param_groups[0]["lr"]})
+            window.zero_()
+            window_n = 0
+        emit({"event": "batch", "epoch": epoch, "batch": i, "batches": batches, "step": step,
+              "images": n})
+        if should_stop is not None and should_stop():
+            raise KeyboardInterrupt
+    return {"train_loss": loss_sum.item() / max(seen, 1),
+            "train_acc": correct.item() / max(seen, 1)}, step
+
+
+def _record(run: RunDir, emit: Emit, event: dict[str, Any], sync: bool = False) -> None:
+    run.append_event(event, sync=sync)
+    emit(event)
+
+
+def _split_info(prep: Prepared) -> dict[str, Any]:
+    return {"train": int(len(prep.split.train)), "val": int(len(prep.split.val)),
+            "test": int(prep.test.num_samples),
+            "test_source": "official" if prep.data.test_x is not None else "split",
+            "fingerprint": prep.split.fingerprint()}

@@ -29,19 +29,19 @@ class Level:
 
 LEVELS: dict[int, Level] = {
     1: Level(
-        1, "Baseline: ResNet18 (ImageNet) fine-tuned",
+        1, "baseline",
         RunConfig(level=1, model="resnet18", weights="imagenet", augment=False, dropout=0.0,
                   weight_decay=0.0, **_COMMON),
         93.54, "93.13% in the study's comparison table",
     ),
     2: Level(
-        2, "Improved: + augmentation, dropout, weight decay",
+        2, "improved",
         RunConfig(level=2, model="resnet18", weights="imagenet", augment=True, dropout=0.5,
                   weight_decay=1e-4, **_COMMON),
         94.74,
     ),
     3: Level(
-        3, "Custom CNN from scratch: 4 × (Conv-BN-ReLU-MaxPool), FC, Dropout, FC",
+        3, "custom CNN",
         RunConfig(level=3, model="cnn", weights="none", augment=True, dropout=0.5,
                   weight_decay=1e-4, **_COMMON),
         65.89,

@@ -79,6 +79,7 @@ class Prepared:
     val: DeviceLoader
     test: DeviceLoader
     test_labels: np.ndarray
+    notes: list[str]
 
 
 def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Prepared:
@@ -90,7 +91,12 @@ def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Pre
     if len(split.train) == 0 or len(split.val) == 0:
         raise DataError(f"data set {data.name!r} is too small to split "
                         f"({len(data.train_y)} images)")
-    spec = AugmentSpec(hflip=config.hflip, rotation=config.rotation,
+    notes = []
+    hflip = config.hflip
+    if config.augment and hflip and not data.manifest.get("mirror_safe", True):
+        hflip = 0.0
+        notes.append(f"horizontal flip off: {data.name} classes are not mirror-symmetric")
+    spec = AugmentSpec(hflip=hflip, rotation=config.rotation,
                        crop_padding=config.crop_padding, brightness=config.brightness,
                        contrast=config.contrast, saturation=config.saturation)
     common = dict(image_size=config.image_size, channels_last=config.channels_last)
@@ -106,7 +112,7 @@ def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Pre
         test_x, test_y = data.train_x[split.test], data.train_y[split.test]
     test = DeviceLoader.from_numpy(test_x, test_y, device, batch_size=config.eval_batch_size,
                                    **common)
-    return Prepared(data, split, train, val, test, np.asarray(test_y))
+    return Prepared(data, split, train, val, test, np.asarray(test_y), notes)
 
 
 def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -267,7 +273,7 @@ def _fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit, resume: boo
             "event": "start", "epoch": 0, "step": 0, "time": now_iso(), "device": str(device),
             "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "fp32",
             "epochs": config.epochs, "steps_per_epoch": steps_per_epoch,
-            "classes": classes, "split": _split_info(prep),
+            "classes": classes, "split": _split_info(prep), "notes": prep.notes,
         }, sync=True)
 
     train_seconds, train_images = 0.0, 0
@@ -300,7 +306,7 @@ def _fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit, resume: boo
         "dataset": prep.data.name, "classes": classes,
         "test_acc": test["acc"], "test_loss": test["loss"], "best_val_acc": best_val,
         **{k: summary[k] for k in ("per_class", "macro", "confusion", "most_confused")},
-        "epochs": config.epochs, "split": _split_info(prep),
+        "epochs": config.epochs, "split": _split_info(prep), "notes": prep.notes,
         "timings": {"train_seconds": round(train_seconds, 3),
                     "eval_seconds": round(eval_seconds, 3),
                     "total_seconds": round(time.perf_counter() - t_start, 3)},

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from lab.cli import data, info, results
@@ -42,16 +41,17 @@ def main(argv: list[str] | None = None) -> None:
     except LabError as exc:
         _fail(str(exc))
         code = exc.exit_code
-    except click.UsageError as exc:
-        path = exc.ctx.command_path if exc.ctx else "lab"
-        _fail(f"{exc.format_message()} (see `{path} --help`)")
-        code = ExitCode.USAGE
-    except click.ClickException as exc:
-        _fail(exc.format_message())
-        code = ExitCode(exc.exit_code) if exc.exit_code in ExitCode._value2member_map_ else 1
-    except (KeyboardInterrupt, click.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted")
         code = ExitCode.INTERRUPTED
+    except Exception as exc:
+        # Click's parse errors (Typer vendors Click in newer releases, so match by shape).
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        path = ctx.command_path if ctx is not None else "lab"
+        _fail(f"{exc.format_message()} (see `{path} --help`)")
+        code = ExitCode.USAGE if exc.exit_code == 2 else ExitCode.FAILED
     sys.exit(int(code))
 
 

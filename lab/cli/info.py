@@ -26,8 +26,7 @@ def levels(json_out: JsonOpt = False) -> None:
                              "config": lv.config.to_dict()} for n, lv in LEVELS.items()})
         return
     out.print(levels_table(list(LEVELS.values()), SHOWN_FIELDS))
-    out.print("Override any field: lab run --level N --epochs 2 --image-size 64 "
-              "--set hflip=0 --set weight_decay=5e-4")
+    out.print("Override any field: lab run --level 3 --epochs 2 --set hflip=0")
 
 
 def doctor(json_out: JsonOpt = False, runs_path: RunsDirOpt = None,

@@ -59,6 +59,8 @@ class ProgressPrinter:
             self._line(f"{self.label}: {split.get('train')} train / {split.get('val')} val / "
                        f"{split.get('test')} test images on {event['device']} "
                        f"({event['precision']})")
+            for note in event.get("notes", []):
+                self._line(f"{self.label}: note: {note}")
         elif kind == "resume":
             self._line(f"{self.label}: resuming after epoch {event['epoch']}")
         elif kind == "batch":

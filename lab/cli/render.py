@@ -45,10 +45,11 @@ def levels_table(levels: list[Any], fields: list[str]) -> Table:
         values = [_fmt(d[name]) for d in dicts]
         style = "yellow" if len(set(values)) > 1 else ""
         table.add_row(name, *[Text(v, style=style) for v in values])
-    table.add_row(Text("seed test accuracy", style="bold"),
-                  *[Text(f"{level.seed_accuracy:.2f}%" + (f" ({level.seed_note})"
-                                                           if level.seed_note else ""),
+    table.add_row(Text("study's test accuracy", style="bold"),
+                  *[Text(f"{level.seed_accuracy:.2f}%" + ("*" if level.seed_note else ""),
                          style="bold") for level in levels])
+    notes = [f"* {level.seed_note}" for level in levels if level.seed_note]
+    table.caption = "  ".join(notes) + "  (yellow: fields that differ)"
     return table
 
 

@@ -1,0 +1,421 @@
+"""Image-folder trees (``train/<class>/*``, optional ``test/<class>/*``) as folders or archives.
+
+This is how most data sets outside the official CIFAR release arrive, including the JPEG copy of
+CIFAR-10. Archives are streamed member by member (never extracted, so a hostile member path can't
+write anywhere) and images are decoded in a process pool, because per-image Python overhead, not
+I/O, is what makes 60,000 small JPEGs slow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import multiprocessing
+import os
+import tarfile
+import zipfile
+import zlib
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from lzma import LZMAError
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+
+from lab.data.cifar import CIFAR10_CLASSES
+from lab.data.store import Imported, file_digests, safe_name
+from lab.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+)
+TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar")
+ZIP_SUFFIXES = (".zip",)
+DEFAULT_MIXED_SIZE = 64
+# Images per task sent to the pool; the pool starts only once a full chunk has been seen, so small
+# trees (tests, toy sets) never pay the seconds a process pool takes to start.
+CHUNK = 1024
+MAX_WORKERS = 8
+LAYOUT_HINT = "expected train/<class>/<image> and optionally test/<class>/<image>"
+
+Key = tuple[str, ...]  # path components relative to the folder or archive root
+Item = bytes | str  # image bytes (archives) or a file path to read (folders)
+Decoded = np.ndarray | str  # the RGB array, or why it could not be decoded
+
+
+def archive_kind(path: Path) -> str | None:
+    """'tar' or 'zip' from the file name; None for anything else."""
+    name = path.name.lower()
+    if name.endswith(TAR_SUFFIXES):
+        return "tar"
+    if name.endswith(ZIP_SUFFIXES):
+        return "zip"
+    return None
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in TAR_SUFFIXES + ZIP_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _hidden(parts: Key) -> bool:
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _is_image(parts: Key) -> bool:
+    return PurePosixPath(parts[-1]).suffix.lower() in IMAGE_SUFFIXES
+
+
+def tree_fingerprint(path: Path) -> dict:
+    """A cheap "has this changed?" check: file count and newest mtime, without reading contents."""
+    if not path.is_dir():
+        st = path.stat()
+        return {"files": 1, "bytes": st.st_size, "newest_mtime": st.st_mtime}
+    files, newest = 0, path.stat().st_mtime
+    for dirpath, dirnames, filenames in os.walk(path):
+        for d in dirnames:
+            newest = max(newest, os.stat(os.path.join(dirpath, d)).st_mtime)
+        for f in filenames:
+            files += 1
+            newest = max(newest, os.stat(os.path.join(dirpath, f)).st_mtime)
+    return {"files": files, "newest_mtime": newest}
+
+
+def _decode_one(item: Item, size: int | None) -> tuple[Decoded, str | None]:
+    try:
+        blob = Path(item).read_bytes() if isinstance(item, str) else item
+    except OSError as e:
+        return f"cannot read it ({e.strerror or e})", None
+    digest = hashlib.sha256(blob).hexdigest() if isinstance(item, str) else None
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            rgb = im.convert("RGB")
+            if size is not None and rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8), digest
+    except Exception as e:  # Pillow raises many types for bad files; all mean "unreadable"
+        return f"not a readable image ({type(e).__name__}: {e})", digest
+
+
+def _decode_chunk(items: list[Item], size: int | None) -> list[tuple[Decoded, str | None]]:
+    """Pool task: decode a batch of images, reporting failures as text instead of raising."""
+    return [_decode_one(item, size) for item in items]
+
+
+class _Decoder:
+    """Queues images and decodes them in-process, or in a pool once the set proves large."""
+
+    def __init__(self, size: int | None) -> None:
+        self.size = size
+        self.keys: list[Key] = []
+        self.items: list[Item] = []
+        self.pending: list[tuple[list[Key], list[Item], Future]] = []
+        self.done: dict[Key, tuple[Decoded, str | None]] = {}
+        self.pool: ProcessPoolExecutor | None = None
+        self.workers = min(MAX_WORKERS, _cpu_count())
+
+    def add(self, key: Key, item: Item) -> None:
+        self.keys.append(key)
+        self.items.append(item)
+        if len(self.items) >= CHUNK:
+            self._flush()
+
+    def _decode_here(self, keys: list[Key], items: list[Item]) -> None:
+        self.done.update(zip(keys, _decode_chunk(items, self.size), strict=True))
+
+    def _flush(self) -> None:
+        if self.pool is None and self.workers > 1:
+            try:
+                # spawn, not fork: the caller may be multi-threaded (the TUI), and a forked child
+                # would inherit its locks mid-use.
+                ctx = multiprocessing.get_context("spawn")
+                self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+            except (OSError, NotImplementedError, ImportError):  # no semaphores (sandboxes)
+                self.workers = 1
+        if self.pool is not None:
+            future = self.pool.submit(_decode_chunk, self.items, self.size)
+            self.pending.append((self.keys, self.items, future))
+        else:
+            self._decode_here(self.keys, self.items)
+        self.keys, self.items = [], []
+
+    def finish(self) -> dict[Key, tuple[Decoded, str | None]]:
+        if self.pool is None:  # small set: decode here, no pool start-up
+            self._decode_here(self.keys, self.items)
+            self.keys, self.items = [], []
+            return self.done
+        self._flush()
+        for keys, items, future in self.pending:
+            try:
+                self.done.update(zip(keys, future.result(), strict=True))
+            except BrokenProcessPool:  # a worker died (killed, out of memory): finish here
+                self._decode_here(keys, items)
+        self.pending = []
+        self.close()
+        return self.done
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _safe_key(name: str, archive: Path) -> Key:
+    # Members are never extracted, but a path that tries to escape marks a hostile archive.
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
+        raise DataError(
+            f"{archive} has an unsafe member path '{name}'",
+            hint="refusing a hostile archive; repack it with relative paths",
+        )
+    return tuple(part for part in p.parts if part not in ("", "."))
+
+
+def _scan_tar(path: Path, decoder: _Decoder, dirs: set[Key]) -> list[Key]:
+    files: list[Key] = []
+    with tarfile.open(path, "r|*") as tf:
+        for member in tf:
+            key = _safe_key(member.name, path)
+            if not key:
+                continue
+            if member.isdir():
+                dirs.add(key)
+            elif member.isfile():
+                files.append(key)
+                if not _hidden(key) and _is_image(key):
+                    f = tf.extractfile(member)
+                    decoder.add(key, f.read() if f is not None else b"")
+    return files
+
+
+def _scan_zip(path: Path, decoder: _Decoder, dirs: set[Key]) -> list[Key]:
+    files: list[Key] = []
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            key = _safe_key(info.filename, path)
+            if not key:
+                continue
+            if info.is_dir():
+                dirs.add(key)
+            else:
+                files.append(key)
+                if not _hidden(key) and _is_image(key):
+                    decoder.add(key, zf.read(info))
+    return files
+
+
+def _scan_dir(path: Path, dirs: set[Key]) -> dict[Key, str]:
+    files: dict[Key, str] = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        rel = Path(dirpath).relative_to(path).parts
+        dirnames[:] = sorted(d for d in dirnames if not _hidden((d,)))
+        dirs.update((*rel, d) for d in dirnames)
+        for f in filenames:
+            files[(*rel, f)] = os.path.join(dirpath, f)
+    return files
+
+
+def _find_root(dirs: set[Key], source: Path) -> Key:
+    # Accept train/ at the top, or inside the single folder an archive is often wrapped in.
+    top = {k[0] for k in dirs if not _hidden(k[:1])}
+    if "train" in top:
+        return ()
+    if len(top) == 1:
+        (wrapper,) = top
+        if (wrapper, "train") in dirs:
+            return (wrapper,)
+    raise DataError(f"no train/ folder in {source}", hint=LAYOUT_HINT)
+
+
+def _class_dirs(dirs: set[Key], root: Key, split: str) -> set[str]:
+    prefix = (*root, split)
+    n = len(prefix)
+    return {k[n] for k in dirs if len(k) == n + 1 and k[:n] == prefix and not _hidden(k[n:])}
+
+
+def _assign(
+    image_keys: list[Key], root: Key, split: str, classes: set[str]
+) -> dict[str, list[Key]]:
+    prefix = (*root, split)
+    n = len(prefix)
+    by_class: dict[str, list[Key]] = {c: [] for c in classes}
+    for key in image_keys:
+        if len(key) > n + 1 and key[:n] == prefix and key[n] in by_class:
+            by_class[key[n]].append(key)
+    return by_class
+
+
+def _all_parents(files: list[Key], dirs: set[Key]) -> None:
+    for key in files:
+        for i in range(1, len(key)):
+            dirs.add(key[:i])
+
+
+def read_image_folder(path: Path, size: int | None = None) -> Imported:
+    """Decode a tree of class folders; ``size`` resizes every image to size x size."""
+    if size is not None and (not isinstance(size, int) or not 1 <= size <= 4096):
+        raise ConfigError(f"size must be a whole number of pixels from 1 to 4096, not {size!r}")
+    kind = None if path.is_dir() else archive_kind(path)
+    if not path.is_dir() and kind is None:
+        raise DataError(
+            f"{path} is not a folder or a .tar.gz/.tgz/.tar.xz/.tar/.zip archive",
+            hint=f"{LAYOUT_HINT}; or a CIFAR-10 python tarball",
+        )
+    dirs: set[Key] = set()
+    decoder = _Decoder(size)
+    dir_files: dict[Key, str] = {}
+    try:
+        if kind == "tar":
+            files = _scan_tar(path, decoder, dirs)
+        elif kind == "zip":
+            files = _scan_zip(path, decoder, dirs)
+        else:
+            dir_files = _scan_dir(path, dirs)
+            files = sorted(dir_files)
+        _all_parents(files, dirs)
+        root = _find_root(dirs, path)
+        splits = {"train": _class_dirs(dirs, root, "train")}
+        if (*root, "test") in dirs:
+            splits["test"] = _class_dirs(dirs, root, "test")
+        image_keys = sorted(k for k in files if not _hidden(k) and _is_image(k))
+        assigned = {s: _assign(image_keys, root, s, cls) for s, cls in splits.items()}
+        if kind is None:  # folders: read only what the layout uses, in the workers
+            for by_class in assigned.values():
+                for keys in by_class.values():
+                    for key in keys:
+                        decoder.add(key, dir_files[key])
+        decoded = decoder.finish()
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, LZMAError) as e:
+        raise DataError(
+            f"cannot read {path} ({type(e).__name__}: {e})",
+            hint="the archive is damaged or incomplete; copy or pack it again",
+        ) from e
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e}", hint="check that the file is complete") from e
+    finally:
+        decoder.close()
+    return _build(path, kind, root, assigned, decoded, dir_files, files, size)
+
+
+def _build(
+    path: Path,
+    kind: str | None,
+    root: Key,
+    assigned: dict[str, dict[str, list[Key]]],
+    decoded: dict[Key, tuple[Decoded, str | None]],
+    dir_files: dict[Key, str],
+    files: list[Key],
+    size: int | None,
+) -> Imported:
+    train_classes = set(assigned["train"])
+    if not train_classes:
+        raise DataError(f"train/ in {path} has no class folders", hint=LAYOUT_HINT)
+    extra = set(assigned.get("test", {})) - train_classes
+    if extra:
+        raise DataError(
+            f"test/ has classes that train/ lacks: {', '.join(sorted(extra))}",
+            hint="add them under train/ or remove them from test/",
+        )
+    classes = sorted(train_classes)
+    for split, by_class in assigned.items():
+        for cls, keys in sorted(by_class.items()):
+            if not keys:
+                raise DataError(
+                    f"class folder {split}/{cls} in {path} has no images",
+                    hint="add images to it or delete the empty folder",
+                )
+            for key in keys:
+                value = decoded[key][0]
+                if isinstance(value, str):
+                    raise DataError(
+                        f"{'/'.join(key)} in {path}: {value}",
+                        hint="remove or replace the broken file and import again",
+                    )
+    arrays, resized = _uniform_arrays(assigned, decoded, size)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split, by_class in assigned.items():
+        xs: list[np.ndarray] = []
+        ys: list[int] = []
+        for label, cls in enumerate(classes):
+            for key in by_class.get(cls, []):
+                xs.append(arrays[key])
+                ys.append(label)
+        out[split] = (np.stack(xs), np.asarray(ys, dtype=np.int64))
+    used = sum(len(keys) for by_class in assigned.values() for keys in by_class.values())
+    is_cifar = tuple(classes) == CIFAR10_CLASSES
+    if is_cifar:
+        reason = (
+            "image-folder copy of CIFAR-10 (decoded image files), not the official "
+            "cifar-10-python.tar.gz release"
+        )
+    else:
+        reason = "image-folder tree: not the official release"
+    test = out.get("test")
+    return Imported(
+        classes=classes,
+        train_x=out["train"][0],
+        train_y=out["train"][1],
+        test_x=test[0] if test else None,
+        test_y=test[1] if test else None,
+        source=str(path.resolve()),
+        source_sha256=_source_sha256(path, kind, decoded, dir_files),
+        official=False,
+        official_reason=reason,
+        format="imagefolder",
+        default_name="cifar10" if is_cifar else safe_name(_stem(path.resolve())),
+        extra={"resized": resized, "skipped_files": len(files) - used, "root": "/".join(root)},
+    )
+
+
+def _uniform_arrays(
+    assigned: dict[str, dict[str, list[Key]]],
+    decoded: dict[Key, tuple[Decoded, str | None]],
+    size: int | None,
+) -> tuple[dict[Key, np.ndarray], dict | None]:
+    # Models need one input size: keep the images' own when they agree, else squash to a square
+    # (no cropping, so no object is cut out of frame).
+    keys = [k for by_class in assigned.values() for ks in by_class.values() for k in ks]
+    arrays: dict[Key, np.ndarray] = {k: decoded[k][0] for k in keys}  # type: ignore[misc]
+    if size is not None:
+        return arrays, {"to": [size, size], "why": f"requested size {size}"}
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) <= 1:
+        return arrays, None
+    target = DEFAULT_MIXED_SIZE
+    for k, a in arrays.items():
+        if a.shape[:2] != (target, target):
+            im = Image.fromarray(a).resize((target, target), Image.Resampling.BILINEAR)
+            arrays[k] = np.asarray(im, dtype=np.uint8)
+    why = f"images had {len(shapes)} different sizes; resized to the default {target}x{target}"
+    return arrays, {"to": [target, target], "why": why}
+
+
+def _source_sha256(
+    path: Path,
+    kind: str | None,
+    decoded: dict[Key, tuple[Decoded, str | None]],
+    dir_files: dict[Key, str],
+) -> str:
+    """Archive: its file hash. Folder: the sorted file list with each file's content hash."""
+    if kind is not None:
+        return file_digests(path)["sha256"]
+    digest = hashlib.sha256()
+    for key in sorted(dir_files):
+        if _hidden(key):
+            continue
+        known = decoded.get(key, (None, None))[1]
+        if known is None:
+            known = file_digests(Path(dir_files[key]))["sha256"]
+        digest.update(f"{'/'.join(key)}\0{known}\n".encode())
+    return digest.hexdigest()

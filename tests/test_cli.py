@@ -1,0 +1,117 @@
+"""The CLI through its real entry point, in subprocesses: results, and one-line failures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def lab(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "120"}
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout)
+
+
+def tree(path: Path) -> dict[str, str]:
+    """Every file under path with its content hash: 'nothing changed' made checkable."""
+    if not path.exists():
+        return {}
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    """One real Level 3 run on digits, shared by the read-only tests below."""
+    root = tmp_path_factory.mktemp("cli")
+    runs, data = root / "runs", root / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", "run", "--level", "3", "--dataset", "digits",
+         "--image-size", "32", "--epochs", "3", "--json", "--runs-dir", str(runs),
+         "--data-dir", str(data)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "120"})
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)  # --json: stdout holds exactly one JSON document
+    return {"runs": runs, "data": data, "run_id": result["run_id"], "result": result,
+            "stderr": proc.stderr}
+
+
+def test_level3_on_digits_reaches_90_percent(finished_run: dict) -> None:
+    result = finished_run["result"]
+    assert result["test_acc"] >= 0.90, result["test_acc"]
+    assert result["level"] == 3 and result["epochs"] == 3
+    # progress went to stderr as plain lines (not a terminal): one per epoch
+    assert finished_run["stderr"].count(" epoch ") >= 3
+    # digits are not mirror-symmetric: the flip of the Level 3 preset is off, and said so
+    assert "horizontal flip off" in finished_run["stderr"]
+    assert result["notes"] == ["horizontal flip off: digits classes are not mirror-symmetric"]
+
+
+def test_runs_show_compare(finished_run: dict) -> None:
+    runs = str(finished_run["runs"])
+    listed = json.loads(lab("runs", "--json", "--runs-dir", runs).stdout)
+    assert [r["run_id"] for r in listed] == [finished_run["run_id"]]
+    assert listed[0]["state"] == "done"
+    shown = lab("show", finished_run["run_id"][:12], "--runs-dir", runs)
+    assert shown.returncode == 0, shown.stderr
+    for needle in ("Per-class report", "Confusion matrix", "Most-confused pairs", "accuracy",
+                   "◀ weak"):
+        assert needle in shown.stdout
+    compared = json.loads(lab("compare", "--json", "--runs-dir", runs).stdout)
+    assert compared[0]["level"] == 3
+    assert compared[0]["test_acc"] == finished_run["result"]["test_acc"]
+    table = lab("compare", "--runs-dir", runs).stdout
+    assert "custom CNN" in table and "65.89%" in table
+
+
+def test_the_console_script_is_installed() -> None:
+    proc = subprocess.run([str(BIN / "lab"), "levels", "--json"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    levels = json.loads(proc.stdout)
+    assert levels["2"]["seed_accuracy"] == 94.74
+    assert levels["3"]["config"]["model"] == "cnn"
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["run", "--level", "4"], 2, "level 4 does not exist"),
+    (["run", "--level", "3", "--epochs", "0"], 2, "epochs=0"),
+    (["run", "--level", "3", "--batch-size", "-1"], 2, "batch_size=-1"),
+    (["run", "--level", "3", "--dataset", "nosuchset"], 3, "nosuchset"),
+    (["run", "--level", "3", "--set", "colour=red"], 2, "unknown config key"),
+    (["run", "--level", "1", "--dataset", "digits", "--image-size", "32"], 3, "--weights none"),
+    (["show", "../../etc"], 2, "not a run id"),
+    (["show", "nosuchrun"], 3, "no run"),
+    (["resume", "/etc/passwd"], 2, "not a run id"),
+    (["run", "--bogus"], 2, "No such option"),
+])
+def test_bad_input_is_one_line_and_changes_nothing(finished_run: dict, args: list[str],
+                                                   code: int, message: str) -> None:
+    runs, data = finished_run["runs"], finished_run["data"]
+    before = (tree(runs), tree(data))
+    extra = ["--data-dir", str(data)] if args[0] in ("run", "resume") else []
+    proc = lab(*args, "--runs-dir", str(runs), *extra)
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lab: error: ") and message in lines[0], lines
+    assert proc.stdout == ""
+    assert (tree(runs), tree(data)) == before
+
+
+def test_corrupt_archive_import_is_refused(finished_run: dict, tmp_path: Path) -> None:
+    data = finished_run["data"]
+    bad = tmp_path / "cifar-10-python.tar.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00" + os.urandom(2048))
+    before = tree(data)
+    proc = lab("data", "import", str(bad), "--data-dir", str(data))
+    assert proc.returncode == 4, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "lab: error:" in proc.stderr
+    assert tree(data) == before

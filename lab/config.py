@@ -132,9 +132,9 @@ class RunConfig:
         if self.rotation:
             parts.append(f"rot {self.rotation:g}°")
         if self.crop_padding:
-            parts.append(f"crop pad {self.crop_padding:g}")
+            parts.append(f"crop {self.crop_padding:g}")
         if self.brightness or self.contrast or self.saturation:
-            parts.append("color jitter")
+            parts.append("jitter")
         return ", ".join(parts) or "none"
 
     # ---- validation -----------------------------------------------------------------------

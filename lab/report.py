@@ -40,7 +40,7 @@ def comparison(runs_dir: Path, refs: list[str] | None = None) -> list[dict[str, 
             "dataset": result.get("dataset", config.dataset),
             "image_size": config.image_size,
             "epochs": config.epochs,
-            "augmentation": config.augmentation_summary(),
+            "augmentation": result.get("augmentation", config.augmentation_summary()),
             "weight_decay": config.weight_decay,
             "test_acc": result.get("test_acc"),
             "seed_acc": level.seed_accuracy / 100 if level else None,
@@ -58,6 +58,6 @@ def _model_name(model: str, weights: str, dropout: float) -> str:
     if model == "cnn":
         name = "custom CNN"
     else:
-        source = {"imagenet": "ImageNet", "none": "scratch"}.get(weights, "file weights")
-        name = f"ResNet18 ({source})"
-    return name + (f" + dropout {dropout:g}" if dropout else "")
+        source = {"imagenet": "ImageNet", "none": "scratch"}.get(weights, "file")
+        name = f"ResNet18 {source}"
+    return name + (f", dropout {dropout:g}" if dropout else "")

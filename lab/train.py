@@ -80,6 +80,7 @@ class Prepared:
     test: DeviceLoader
     test_labels: np.ndarray
     notes: list[str]
+    augmentation: str  # what was applied, which the data set may have narrowed
 
 
 def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Prepared:
@@ -112,7 +113,8 @@ def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Pre
         test_x, test_y = data.train_x[split.test], data.train_y[split.test]
     test = DeviceLoader.from_numpy(test_x, test_y, device, batch_size=config.eval_batch_size,
                                    **common)
-    return Prepared(data, split, train, val, test, np.asarray(test_y), notes)
+    applied = config.replace(hflip=hflip).augmentation_summary()
+    return Prepared(data, split, train, val, test, np.asarray(test_y), notes, applied)
 
 
 def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -307,6 +309,7 @@ def _fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit, resume: boo
         "test_acc": test["acc"], "test_loss": test["loss"], "best_val_acc": best_val,
         **{k: summary[k] for k in ("per_class", "macro", "confusion", "most_confused")},
         "epochs": config.epochs, "split": _split_info(prep), "notes": prep.notes,
+        "augmentation": prep.augmentation,
         "timings": {"train_seconds": round(train_seconds, 3),
                     "eval_seconds": round(eval_seconds, 3),
                     "total_seconds": round(time.perf_counter() - t_start, 3)},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -13,23 +14,43 @@ STATE_STYLE = {"done": "green", "running": "cyan", "failed": "red", "interrupted
                "cancelled": "dim", "created": "dim", "corrupt": "red"}
 
 
-def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> Table:
-    table = Table(title=title, title_justify="left")
-    for name, justify in [("Level", "right"), ("Model", "left"), ("Augmentation", "left"),
-                          ("WD", "right"), ("Data", "left"), ("Size", "right"),
-                          ("Epochs", "right"), ("Test acc", "right"), ("Δ vs L1", "right"),
-                          ("Seed", "right"), ("Run", "left")]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison",
+                     width: int = 80) -> Table:
+    """The study's comparison. A setup shared by all rows goes into the title; the run id
+    column appears when the terminal is wide enough for it (`--json` always has it)."""
+    setups = {f"{r['dataset']}, {r['image_size']}px, {r['epochs']} epochs" for r in rows}
+    shared = len(setups) == 1
+    if shared:
+        title = f"{title} ({setups.pop()})"
+    wide = width >= 110
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("L", justify="right", no_wrap=True)
+    table.add_column("Model", ratio=3)
+    table.add_column("Augmentation", ratio=3)
+    table.add_column("WD", justify="right", no_wrap=True)
+    if not shared:
+        table.add_column("Setup", ratio=2)
+    table.add_column("Test acc", justify="right", no_wrap=True)
+    table.add_column("Δ vs L1", justify="right", no_wrap=True)
+    table.add_column("Study", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("Run", no_wrap=True)
     for r in rows:
         delta = r.get("delta_vs_l1")
         delta_text = Text("–") if delta is None else Text(
-            f"{100 * delta:+.2f} pp", style="green" if delta > 0 else "red" if delta < 0 else "")
-        table.add_row(str(r["level"] or "–"), r["model"], r["augmentation"],
-                      f"{r['weight_decay']:g}", r["dataset"], str(r["image_size"]),
-                      str(r["epochs"]), pct(r["test_acc"]), delta_text, pct(r["seed_acc"]),
-                      r["run_id"])
+            f"{100 * delta:+.2f}", style="green" if delta > 0 else "red" if delta < 0 else "")
+        cells: list[Any] = [str(r["level"] or "–"), r["model"], r["augmentation"],
+                            _fmt(r["weight_decay"])]
+        if not shared:
+            cells.append(f"{r['dataset']} {r['image_size']}px {r['epochs']}ep")
+        cells += [Text(pct(r["test_acc"]), style="bold"), delta_text, pct(r["seed_acc"])]
+        if wide:
+            cells.append(r["run_id"])
+        table.add_row(*cells)
+    notes = ["Δ in percentage points", "Study: the seed's CIFAR-10 result"]
     if not rows:
-        table.caption = "no finished runs yet: try `lab demo` or `lab run --level 1`"
+        notes.insert(0, "no finished runs yet: try `lab demo` or `lab run --level 1`")
+    table.caption = "; ".join(notes)
     return table
 
 
@@ -117,17 +138,24 @@ def confused_pairs_table(pairs: list[dict[str, Any]], top: int = 5) -> Table:
     return table
 
 
-def config_table(config: dict[str, Any], status: dict[str, Any]) -> Table:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    keys = ["level", "model", "weights", "dataset", "image_size", "augment", "dropout",
-            "optimizer", "lr", "weight_decay", "batch_size", "epochs", "seed", "device",
-            "precision"]
-    for key in keys:
-        table.add_row(key, _fmt(config.get(key)))
+def config_table(config: dict[str, Any], status: dict[str, Any], columns: int = 3) -> Table:
+    """The knobs that matter at a glance, `columns` key/value pairs per row."""
+    table = Table.grid(padding=(0, 1))
+    for _ in range(columns):
+        table.add_column(style="bold")
+        table.add_column(min_width=10)
     state = status.get("state", "?")
-    table.add_row("state", Text(state, style=STATE_STYLE.get(state, "")))
+    items: list[tuple[str, Any]] = [
+        (key, _fmt(config.get(key))) for key in (
+            "level", "model", "weights", "dataset", "image_size", "augment", "dropout",
+            "optimizer", "lr", "weight_decay", "batch_size", "epochs", "seed", "device",
+            "precision")]
+    items.append(("state", Text(state, style=STATE_STYLE.get(state, ""))))
+    for i in range(0, len(items), columns):
+        row: list[Any] = []
+        for key, value in items[i:i + columns]:
+            row += [key, value]
+        table.add_row(*row)
     if status.get("error"):
         table.add_row("error", Text(str(status["error"]), style="red"))
     return table

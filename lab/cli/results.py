@@ -54,7 +54,7 @@ def show(
         return
     out.print(f"test accuracy [bold]{100 * result['test_acc']:.2f}%[/]  "
               f"best val {100 * result['best_val_acc']:.2f}%  "
-              f"train {result['throughput']['train_images_per_s']:,} img/s  "
+              f"train {result['throughput']['train_images_per_s'] or 0:,.0f} img/s  "
               f"{result['timings']['total_seconds']:.0f}s on {result['device']}")
     weakest = weakest_classes(result["per_class"])
     out.print(render.per_class_table(result["per_class"], weakest))
@@ -83,4 +83,4 @@ def compare(
     if json_out:
         print_json(rows)
     else:
-        out.print(comparison_table(rows))
+        out.print(comparison_table(rows, width=out.width))

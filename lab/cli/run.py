@@ -120,7 +120,7 @@ def resume(
 
 
 def demo(
-    epochs: Annotated[int, typer.Option(help="Epochs per level.")] = 3,
+    epochs: Annotated[int, typer.Option(help="Epochs per level.")] = 5,
     image_size: Annotated[int, typer.Option(help="Input side in pixels.")] = 32,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -148,5 +148,6 @@ def demo(
     if json_out:
         print_json({"runs": results, "comparison": rows})
     else:
-        out.print(comparison_table(rows, title="Demo on digits (all three levels)"))
+        out.print(comparison_table(rows, title="Demo on digits (all three levels)",
+                                   width=out.width))
 

@@ -73,8 +73,9 @@ def verify(
     if json_out:
         print_json(report)
     else:
-        out.print(f"[green]ok[/] {name}: " + ", ".join(f"{k} {v}" for k, v in report.items()
-                                                      if k not in ("name", "ok")))
+        counts = report.get("counts", {})
+        out.print(f"[green]ok[/] {name}: {counts.get('train')} train / "
+                  f"{counts.get('test') or 0} test images; " + "; ".join(report.get("checks", [])))
 
 
 @app.command()

@@ -75,18 +75,21 @@ def levels_table(levels: list[Any], fields: list[str]) -> Table:
 
 
 def runs_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=None)
-    for name, justify in [("Run", "left"), ("Level", "right"), ("Model", "left"),
-                          ("Data", "left"), ("State", "left"), ("Epoch", "right"),
-                          ("Val acc", "right"), ("Test acc", "right"), ("Created", "left")]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    """Newest first; the id already carries the creation time."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("Run", no_wrap=True)
+    table.add_column("L", justify="right", no_wrap=True)
+    for name in ("Model", "Data", "State"):
+        table.add_column(name)
+    for name in ("Epoch", "Val acc", "Test acc"):
+        table.add_column(name, justify="right", no_wrap=True)
     for r in rows:
         state = r["state"]
         note = f" ({r['error']})" if r.get("error") and state in ("failed", "corrupt") else ""
         table.add_row(r["run_id"], str(r.get("level") or "–"), r.get("model") or "?",
                       r.get("dataset") or "?", Text(state + note, style=STATE_STYLE.get(state, "")),
                       f"{r.get('epoch', 0)}/{r.get('epochs') or '?'}", pct(r.get("val_acc")),
-                      pct(r.get("test_acc")), r.get("created") or "")
+                      Text(pct(r.get("test_acc")), style="bold"))
     if not rows:
         table.caption = "no runs yet: try `lab demo`"
     return table

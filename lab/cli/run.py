@@ -148,6 +148,6 @@ def demo(
     if json_out:
         print_json({"runs": results, "comparison": rows})
     else:
-        out.print(comparison_table(rows, title="Demo on digits (all three levels)",
+        out.print(comparison_table(rows, title="Demo: the three levels",
                                    width=out.width))
 

@@ -65,7 +65,7 @@ class RunConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA when supported, fp32 elsewhere
     channels_last: bool = False
     log_every: int = 20  # steps between step events in metrics.jsonl
-    gradcam: int = 0  # Grad-CAM images per class at the end of a run; 0 turns it off
+    gradcam: int = 2  # Grad-CAM images per class and kind (right, wrong) after a run; 0: none
     notes: str = ""
 
     def __post_init__(self) -> None:

@@ -25,7 +25,7 @@ from torch import nn
 
 from lab.config import RunConfig
 from lab.data import Dataset, Split, load_dataset, make_split
-from lab.data.augment import AugmentSpec
+from lab.data.augment import AugmentSpec, resize_normalize
 from lab.data.loader import DeviceLoader
 from lab.errors import ConfigError, DataError, RunFailed
 from lab.metrics import classification_summary
@@ -83,8 +83,8 @@ class Prepared:
     augmentation: str  # what was applied, which the data set may have narrowed
 
 
-def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Prepared:
-    """Load the data set, draw the seeded split and put each part on the device once."""
+def split_data(config: RunConfig, data_dir: Path) -> tuple[Dataset, Split, np.ndarray, np.ndarray]:
+    """The data set, its seeded split, and the test images and labels (official or split off)."""
     data = load_dataset(config.dataset, data_dir)
     has_test = data.test_x is not None
     split = make_split(data.train_y, has_test, config.train_fraction, config.val_fraction,
@@ -92,6 +92,14 @@ def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Pre
     if len(split.train) == 0 or len(split.val) == 0:
         raise DataError(f"data set {data.name!r} is too small to split "
                         f"({len(data.train_y)} images)")
+    if has_test:
+        return data, split, data.test_x, data.test_y
+    return data, split, data.train_x[split.test], data.train_y[split.test]
+
+
+def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Prepared:
+    """Load the data set, draw the seeded split and put each part on the device once."""
+    data, split, test_x, test_y = split_data(config, data_dir)
     notes = []
     hflip = config.hflip
     if config.augment and hflip and not data.manifest.get("mirror_safe", True):
@@ -107,10 +115,6 @@ def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Pre
         seed=config.seed, **common)
     val = DeviceLoader.from_numpy(data.train_x[split.val], data.train_y[split.val], device,
                                   batch_size=config.eval_batch_size, **common)
-    if has_test:
-        test_x, test_y = data.test_x, data.test_y
-    else:
-        test_x, test_y = data.train_x[split.test], data.train_y[split.test]
     test = DeviceLoader.from_numpy(test_x, test_y, device, batch_size=config.eval_batch_size,
                                    **common)
     applied = config.replace(hflip=hflip).augmentation_summary()
@@ -321,9 +325,36 @@ def _fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit, resume: boo
         "torch": torch.__version__, "finished": now_iso(),
     }
     atomic_write_json(run.result_path, result)
-    run.update_status(state="done", epoch=config.epochs, step=step, finished=now_iso())
+    gradcam_error = _end_of_run_gallery(config, run, model, prep, test, emit)
+    run.update_status(state="done", epoch=config.epochs, step=step, finished=now_iso(),
+                      gradcam_error=gradcam_error)
     emit({"event": "done", "result": result})
     return result
+
+
+def _end_of_run_gallery(config: RunConfig, run: RunDir, model: nn.Module, prep: Prepared,
+                        test: dict[str, Any], emit: Emit) -> str | None:
+    """The run's Grad-CAM gallery. Its failure is recorded, never allowed to undo the training:
+    `lab gradcam RUN` can redo it from the checkpoint."""
+    if config.gradcam <= 0:
+        return None
+    from lab.gradcam import select_examples, write_gallery
+    from lab.models import gradcam_target_layer
+
+    try:
+        examples = select_examples(prep.test_labels, test["predictions"], test["confidence"],
+                                   len(prep.data.classes), config.gradcam)
+        index = torch.tensor([e.test_index for e in examples], dtype=torch.long,
+                             device=prep.test.images.device)
+        images = prep.test.images[index]
+        gallery = write_gallery(run.path / "gradcam", model=model,
+                                layer=gradcam_target_layer(model), images_uint8=images,
+                                inputs=resize_normalize(images, config.image_size),
+                                examples=examples, classes=prep.data.classes)
+    except Exception as exc:  # noqa: BLE001 - recorded in status.json and shown by clients
+        return f"{type(exc).__name__}: {exc}"
+    emit({"event": "gradcam", "name": gallery["name"], "count": len(gallery["items"])})
+    return None
 
 
 def train_one_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer,

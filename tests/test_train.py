@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,9 @@ def test_fit_records_every_event_and_the_result(lab_dirs: dict[str, Path]) -> No
     assert sum(map(sum, result["confusion"])) == result["split"]["test"]
     assert result["split"]["test_source"] == "split"
     assert load_checkpoint(run.checkpoint_path)["epoch"] == 3
+    # the end-of-run Grad-CAM gallery (2 per class and kind by default)
+    gallery = json.loads((run.path / "gradcam" / "gradcam" / "index.json").read_text())
+    assert 10 <= len(gallery["items"]) <= 40 and run.status()["gradcam_error"] is None
     # the emit callback saw what was recorded, plus per-batch progress and the final result
     assert {"batch", "done"} <= {e["event"] for e in events}
 

@@ -73,6 +73,9 @@ class ProgressPrinter:
                 f"train loss {event['train_loss']:.4f} acc {100 * event['train_acc']:.2f}%  "
                 f"val loss {event['val_loss']:.4f} acc {100 * event['val_acc']:.2f}%  "
                 f"{event['images_per_s']:,.0f} img/s  {event['seconds']:.1f}s")
+        elif kind == "gradcam":
+            self._line(f"{self.label} Grad-CAM gallery: {event['count']} images "
+                       f"(lab gradcam show RUN)")
         elif kind == "test":
             self._line(f"{self.label} test accuracy {100 * event['test_acc']:.2f}%  "
                        f"(loss {event['test_loss']:.4f})")

@@ -45,6 +45,7 @@ class RunConfig:
     dropout: float = 0.0
     cnn_channels: tuple[int, ...] = (32, 64, 128, 256)
     cnn_hidden: int = 512
+    cnn_convs: int = 1  # Conv-BN-ReLU layers per block before its MaxPool (the study: 1)
     # optimisation
     optimizer: str = "adam"
     lr: float = 1e-4
@@ -52,6 +53,7 @@ class RunConfig:
     weight_decay: float = 0.0
     scheduler: str = "none"
     label_smoothing: float = 0.0
+    tta_flip: bool = False  # average the predictions for each test image and its mirror
     batch_size: int = 64
     eval_batch_size: int = 256
     epochs: int = 5
@@ -64,8 +66,10 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto: bf16 autocast on CUDA when supported, fp32 elsewhere
     channels_last: bool = False
+    compile: bool = False  # torch.compile the training module (Grad-CAM uses the plain one)
     log_every: int = 20  # steps between step events in metrics.jsonl
     gradcam: int = 2  # Grad-CAM images per class and kind (right, wrong) after a run; 0: none
+    recipe: str = "seed"  # seed (the study's) | tuned (lab.levels.tuned_config)
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -167,6 +171,8 @@ class RunConfig:
             raise bad("dropout", "must be in [0, 1)")
         if not self.cnn_channels or any(c < 1 for c in self.cnn_channels):
             raise bad("cnn_channels", "must be a list of positive channel counts")
+        if not 1 <= self.cnn_convs <= 4:
+            raise bad("cnn_convs", "must be between 1 and 4")
         if self.cnn_hidden < 1:
             raise bad("cnn_hidden", "must be positive")
         if self.optimizer not in OPTIMIZERS:
@@ -197,6 +203,8 @@ class RunConfig:
             raise bad("device", "must be auto, cpu, cuda, cuda:N or mps")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
+        if self.recipe not in ("seed", "tuned"):
+            raise bad("recipe", "must be seed or tuned")
         if not 1 <= self.log_every <= 100000:
             raise bad("log_every", "must be between 1 and 100000")
         if not 0 <= self.gradcam <= 1000:

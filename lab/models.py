@@ -21,20 +21,23 @@ RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 
 
 class CustomCNN(nn.Module):
-    """Level 3: N × (Conv3×3-BN-ReLU-MaxPool2), then FC, ReLU, Dropout, FC; any input size."""
+    """Level 3: N × (Conv3×3-BN-ReLU-MaxPool2), then FC, ReLU, Dropout, FC; any input size.
+
+    `convs` > 1 stacks more Conv-BN-ReLU layers in each block before its pooling (VGG style),
+    which the tuned recipe uses; the study's network has one.
+    """
 
     def __init__(self, num_classes: int, image_size: int,
                  channels: tuple[int, ...] = (32, 64, 128, 256), hidden: int = 512,
-                 dropout: float = 0.5) -> None:
+                 dropout: float = 0.5, convs: int = 1) -> None:
         super().__init__()
         blocks, c_in, side = [], 3, image_size
         for c_out in channels:
-            blocks.append(nn.Sequential(
-                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            ))
+            layers: list[nn.Module] = []
+            for k in range(convs):
+                layers += [nn.Conv2d(c_in if k == 0 else c_out, c_out, 3, padding=1, bias=False),
+                           nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            blocks.append(nn.Sequential(*layers, nn.MaxPool2d(2)))
             c_in, side = c_out, side // 2
         if side < 1:
             raise WeightsError(f"image size {image_size} is too small for {len(channels)} blocks")
@@ -54,13 +57,11 @@ class CustomCNN(nn.Module):
 def build_model(config: RunConfig, num_classes: int) -> nn.Module:
     """The model a config asks for, with its weights loaded (ImageNet, a file, or none)."""
     if config.model == "cnn":
+        model = CustomCNN(num_classes, config.image_size, config.cnn_channels,
+                          config.cnn_hidden, config.dropout, config.cnn_convs)
         if config.weights not in ("none", ""):
-            model = CustomCNN(num_classes, config.image_size, config.cnn_channels,
-                              config.cnn_hidden, config.dropout)
             _load_into(model, _read_state_dict(Path(config.weights)), strict=True)
-            return model
-        return CustomCNN(num_classes, config.image_size, config.cnn_channels, config.cnn_hidden,
-                         config.dropout)
+        return model
     return resnet18(num_classes, config.weights, config.dropout)
 
 

@@ -1,16 +1,33 @@
-"""The study's comparison: which runs stand for each level, and how they compare with Level 1.
+"""The study's comparison, and the Markdown report that a person can open or attach.
 
+`comparison` gives the rows: which runs stand for each level and how they compare with Level 1.
 Clients render these rows; they never recompute them, so the CLI table, the TUI compare screen
-and the Markdown report always agree.
+and the Markdown report always agree. `write_report` turns runs into `report.md` plus PNG
+figures (rendered by `lab.figures`, imported only here so `lab compare` stays light).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.config import RunConfig
+from lab.errors import ConfigError, DataError, NotFoundError
 from lab.levels import LEVELS
-from lab.runs import RunDir, list_runs, resolve_run
+from lab.runs import (
+    RUN_ID_RE,
+    RunDir,
+    list_runs,
+    now_iso,
+    read_json,
+    resolve_run,
+)
 
 
 def latest_finished_by_level(runs_dir: Path) -> list[RunDir]:
@@ -61,3 +78,314 @@ def _model_name(model: str, weights: str, dropout: float) -> str:
         source = {"imagenet": "ImageNet", "none": "scratch"}.get(weights, "file")
         name = f"ResNet18 {source}"
     return name + (f", dropout {dropout:g}" if dropout else "")
+
+
+# ---- the Markdown report -------------------------------------------------------------------
+MARKER = ".lab-report"  # marks a folder `lab report` wrote, so only such a folder is replaced
+RESULT_KEYS = ("test_acc", "classes", "per_class", "confusion", "most_confused")
+
+
+@dataclass
+class _Run:
+    run: RunDir
+    config: RunConfig
+    result: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    label: str = ""
+
+
+def write_report(runs_dir: Path, refs: list[str] | None = None,
+                 out_dir: Path | None = None) -> dict[str, Any]:
+    """Write `report.md` and its figures into `out_dir` (default `<runs_dir>/report`).
+
+    Everything is built in a temp folder beside `out_dir` and renamed into place at the end, so
+    a failure leaves any older report untouched and never half a folder. Returns the paths.
+    """
+    runs_dir = Path(runs_dir)
+    out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
+    runs = _load_runs(runs_dir, refs)
+    _check_replaceable(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
+    tmp.mkdir()  # not mkdtemp: its 0700 would make the report private to this user
+    try:
+        figures = _build(runs_dir, runs, tmp)
+        marker = {"created": now_iso(), "runs": [r.run.id for r in runs]}
+        (tmp / MARKER).write_text(json.dumps(marker) + "\n")
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"report": str(out_dir / "report.md"), "dir": str(out_dir),
+            "runs": [r.run.id for r in runs], "figures": [str(out_dir / f) for f in figures]}
+
+
+def _load_runs(runs_dir: Path, refs: list[str] | None) -> list[_Run]:
+    """Read every record first: a missing or corrupt one fails the report before any writing."""
+    if refs:
+        picked = list({r.id: r for r in (resolve_run(runs_dir, ref) for ref in refs)}.values())
+    else:
+        picked = latest_finished_by_level(runs_dir)
+    if not picked:
+        raise NotFoundError(f"no finished runs in {runs_dir}",
+                            hint="make some with `lab demo` or `lab run --level N`")
+    loaded = []
+    for run in picked:
+        result = run.result()
+        if result is None:
+            raise NotFoundError(f"run {run.id} has no result yet (state: {run.live_state()})",
+                                hint="report it once it has finished")
+        missing = [k for k in RESULT_KEYS if not isinstance(result, dict) or k not in result]
+        if missing:
+            raise DataError(f"{run.result_path} is incomplete: no {', '.join(missing)}")
+        epochs = [e for e in run.events() if e.get("event") == "epoch"]
+        loaded.append(_Run(run, run.config(), result, epochs))
+    labels = [r.config.label for r in loaded]
+    for r in loaded:
+        r.label = r.config.label if labels.count(r.config.label) == 1 else \
+            f"{r.config.label} {r.run.id[-4:]}"
+    return loaded
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
+        raise ConfigError(f"{out_dir} exists and is not a lab report; it is left alone",
+                          hint="choose another -o DIR")
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished folder over the old one; the old one goes only after that worked."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        try:
+            os.replace(out_dir, old / "report")
+        except BaseException:
+            old.rmdir()
+            raise
+    try:
+        os.replace(tmp, out_dir)
+    except BaseException:
+        if old is not None:
+            os.replace(old / "report", out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _build(runs_dir: Path, runs: list[_Run], root: Path) -> list[str]:
+    """Render the figures and the Markdown into `root`; returns the figure paths (relative)."""
+    from lab import figures as fg
+
+    (root / "figures").mkdir()
+
+    def save(fig: Any, name: str) -> str:
+        fg.save(fig, root / "figures" / name)
+        return f"figures/{name}"
+
+    rows = comparison(runs_dir, [r.run.id for r in runs])
+    by_id = {r.run.id: r for r in runs}
+    md = [f"# {_title(runs)}", "",
+          f"Generated {now_iso()} by `lab report` from {len(runs)} run(s) in `{runs_dir}`.", "",
+          "## The study's levels", "", *_levels_table(), "",
+          "## Comparison", "", *_comparison_table(rows), ""]
+    bars = fg.accuracy_bar_figure(
+        [by_id[r["run_id"]].label for r in rows], [r["test_acc"] for r in rows],
+        [r["seed_acc"] if r["dataset"] == "cifar10" else None for r in rows],
+        reference_label="study (CIFAR-10, 224 px)")
+    md += [f"![Test accuracy of each run]({save(bars, 'test-accuracy.png')})", "",
+           "## Training curves", ""]
+    if any(r.epochs for r in runs):
+        curves = fg.val_curves_figure({r.label: r.epochs for r in runs})
+        md += [f"![Validation accuracy per epoch, all runs]({save(curves, 'val-accuracy.png')})",
+               ""]
+    else:
+        md += ["No epoch was recorded in these runs' `metrics.jsonl`.", ""]
+    for r in runs:
+        try:
+            md += _run_section(r, save, root)
+        except (KeyError, TypeError, ValueError) as exc:  # a hand-edited or foreign result.json
+            raise DataError(f"{r.run.result_path} is malformed "
+                            f"({type(exc).__name__}: {exc})") from None
+    (root / "report.md").write_text("\n".join(md).rstrip() + "\n", encoding="utf-8")
+    return sorted(f"figures/{p.name}" for p in (root / "figures").iterdir())
+
+
+def _title(runs: list[_Run]) -> str:
+    datasets = sorted({str(r.result.get("dataset", r.config.dataset)) for r in runs})
+    return f"Image-classification report: {', '.join(datasets)}"
+
+
+def _levels_table() -> list[str]:
+    levels = list(LEVELS.values())
+    rows = [("model", lambda c: _model_name(c.model, c.weights, 0.0)),
+            ("augmentation", lambda c: c.augmentation_summary()),
+            ("dropout", lambda c: f"{c.dropout:g}"),
+            ("weight decay", lambda c: f"{c.weight_decay:g}"),
+            ("learning rate", lambda c: f"{c.lr:g} ({c.optimizer})"),
+            ("batch size", lambda c: str(c.batch_size)),
+            ("epochs", lambda c: str(c.epochs)),
+            ("image size", lambda c: f"{c.image_size}×{c.image_size}")]
+    md = ["| | " + " | ".join(f"Level {lv.number} {lv.title}" for lv in levels) + " |",
+          "|---|" + "---|" * len(levels)]
+    md += [f"| {name} | " + " | ".join(_cell(f(lv.config)) for lv in levels) + " |"
+           for name, f in rows]
+    md.append("| study's test accuracy | "
+              + " | ".join(f"{lv.seed_accuracy:.2f}%" + ("*" if lv.seed_note else "")
+                           for lv in levels) + " |")
+    notes = [f"\\* Level {lv.number}: {lv.seed_note}." for lv in levels if lv.seed_note]
+    return md + ([""] + notes if notes else [])
+
+
+def _comparison_table(rows: list[dict[str, Any]]) -> list[str]:
+    md = ["| Level | Model | Augmentation | Weight decay | Data | Test accuracy | Δ vs L1 "
+          "| Study | Run |", "|---:|---|---|---:|---|---:|---:|---:|---|"]
+    for r in rows:
+        delta = r["delta_vs_l1"]
+        md.append(" | ".join([
+            f"| {r['level'] or '–'}", _cell(r["model"]), _cell(r["augmentation"]),
+            f"{r['weight_decay']:g}", _cell(f"{r['dataset']} {r['image_size']}px "
+                                            f"{r['epochs']}ep"),
+            f"**{_pct(r['test_acc'])}**", "–" if delta is None else f"{100 * delta:+.2f}",
+            _pct(r["seed_acc"]), f"`{r['run_id']}` |"]))
+    base = next((r["run_id"] for r in rows if r["level"] == 1 and r["test_acc"] is not None), None)
+    note = (f"Δ vs L1: percentage points against the Level 1 run `{base}`." if base else
+            "Δ vs L1: no finished Level 1 run in this report, so no change is shown.")
+    return md + ["", note + " Study: the seed's CIFAR-10 result at 224×224."]
+
+
+def _run_section(r: _Run, save: Any, root: Path) -> list[str]:
+    from lab import figures as fg
+    from lab.metrics import weakest_classes
+
+    c, res, rid = r.config, r.result, r.run.id
+    heading = f"Level {c.level} ({LEVELS[c.level].title})" if c.level in LEVELS else "Custom run"
+    md = [f"## {heading}: `{rid}`", "", *_essentials(r), ""]
+    if r.epochs:
+        fig = fg.run_curves_figure(r.epochs, title=f"{r.label}: {rid}")
+        md += [f"![Loss and accuracy per epoch]({save(fig, f'{rid}-curves.png')})", ""]
+    weakest = weakest_classes(res["per_class"])
+    weak = set(weakest)
+    md += ["### Per-class report", "",
+           "| Class | Precision | Recall | F1 | Support | |", "|---|---:|---:|---:|---:|---|"]
+    for row in res["per_class"]:
+        md.append(f"| {_cell(row['class'])} | {row['precision']:.3f} | {row['recall']:.3f} | "
+                  f"{row['f1']:.3f} | {row['support']} | "
+                  f"{'**weak**' if row['class'] in weak else ''} |")
+    macro = res.get("macro")
+    if macro:
+        total = sum(int(row["support"]) for row in res["per_class"])
+        md.append(f"| *macro average* | {macro['precision']:.3f} | {macro['recall']:.3f} | "
+                  f"{macro['f1']:.3f} | {total} | |")
+    md += ["", f"Weakest classes (lowest F1): {', '.join(map(str, weakest))}.", "",
+           "### Confusion matrix", ""]
+    fig = fg.confusion_figure(res["confusion"], res["classes"], title=f"Confusion: {r.label}")
+    md += [f"![Confusion matrix (rows true, columns predicted)]"
+           f"({save(fig, f'{rid}-confusion.png')})", "", "### Most-confused pairs", ""]
+    pairs = res["most_confused"][:10]
+    if pairs:
+        md += ["| True | Predicted as | Count | Share of true class |", "|---|---|---:|---:|"]
+        md += [f"| {_cell(p['true'])} | {_cell(p['predicted'])} | {p['count']} | "
+               f"{_pct(p['share'], 1)} |" for p in pairs]
+    else:
+        md.append("No test image was misclassified.")
+    return md + ["", "### Grad-CAM", "", *_gradcam_section(r, root), ""]
+
+
+def _essentials(r: _Run) -> list[str]:
+    c, res = r.config, r.result
+    timings, speed = res.get("timings") or {}, res.get("throughput") or {}
+    setup = (f"{_model_name(c.model, c.weights, c.dropout)}; {res.get('dataset', c.dataset)} at "
+             f"{c.image_size}×{c.image_size}; {c.epochs} epoch(s), batch {c.batch_size}, "
+             f"{c.optimizer} lr {c.lr:g}, weight decay {c.weight_decay:g}, seed {c.seed}")
+    outcome = f"test accuracy **{_pct(res['test_acc'])}**"
+    if res.get("test_loss") is not None:
+        outcome += f" (loss {res['test_loss']:.4f})"
+    if res.get("best_val_acc") is not None:
+        outcome += f", best validation {_pct(res['best_val_acc'])}"
+    if timings.get("total_seconds") is not None:
+        outcome += f"; {timings['total_seconds']:.0f} s on {res.get('device', c.device)}"
+    if speed.get("train_images_per_s"):
+        outcome += f", {speed['train_images_per_s']:,.0f} training images/s"
+    md = [f"- **Setup:** {_cell(setup)}",
+          f"- **Augmentation:** {_cell(res.get('augmentation', c.augmentation_summary()))}",
+          f"- **Result:** {outcome}"]
+    md += [f"- **Note:** {_cell(note)}" for note in res.get("notes") or []]
+    return md
+
+
+def _gradcam_section(r: _Run, root: Path) -> list[str]:
+    """The run's gallery grid, copied beside the report, with its captions as a table."""
+    base = r.run.path / "gradcam"
+    try:
+        index = read_json(base / "index.json")
+    except DataError as exc:
+        return [f"Grad-CAM index unreadable: {exc}."]
+    galleries = index.get("galleries") if isinstance(index, dict) else None
+    galleries = [g for g in galleries or [] if isinstance(g, dict)]
+    if not galleries:
+        try:
+            failed = r.run.status().get("gradcam_error")
+        except DataError:
+            failed = None
+        why = f": the end-of-run gallery failed ({_cell(failed)})" if failed else ""
+        return [f"No Grad-CAM gallery for this run{why} (make one with `lab gradcam RUN`)."]
+    gallery = next((g for g in galleries if g.get("name") == "gradcam"), galleries[0])
+    name = str(gallery.get("name", ""))
+    if not gallery.get("grid"):
+        return [f"Grad-CAM gallery `{_cell(name)}` is empty: no test image matched it."]
+    grid = _inside(base, str(gallery["grid"]))
+    if not RUN_ID_RE.match(name) or grid is None or not _is_png(grid):
+        return [f"Grad-CAM gallery `{_cell(name)}` has no readable grid image."]
+    rel = f"figures/{r.run.id}-gradcam-{name}.png"
+    shutil.copyfile(grid, root / rel)
+    try:
+        detail = read_json(base / name / "index.json")
+    except DataError:
+        detail = None
+    detail = detail if isinstance(detail, dict) else {}
+    items = [it for it in detail.get("items") or [] if isinstance(it, dict)]
+    method = gallery.get("method") or detail.get("method") or "?"
+    layer = gallery.get("layer") or detail.get("layer") or "?"
+    wrong = sum(1 for it in items if it.get("correct") is False)
+    md = [f"Gallery `{name}`: {method} on layer `{layer}`, {len(items) or gallery.get('count', 0)}"
+          f" image(s)" + (f", {wrong} misclassified" if items else "") + ".", "",
+          f"![Grad-CAM gallery {name} of {r.run.id}]({rel})", ""]
+    if items:
+        md += ["| # | Caption | | Test image |", "|---:|---|---|---:|"]
+        for i, it in enumerate(items, 1):
+            text = it.get("caption") or _caption(it)
+            mark = "**wrong**" if it.get("correct") is False else "right"
+            md.append(f"| {i} | {_cell(text)} | {mark} | {it.get('test_index', '–')} |")
+    return md
+
+
+def _caption(item: dict[str, Any]) -> str:
+    conf = item.get("confidence")
+    return (f"true {item.get('true', '?')} · pred {item.get('predicted', '?')}"
+            + (f" · {_pct(conf, 0)}" if isinstance(conf, (int, float)) else ""))
+
+
+def _inside(base: Path, rel: str) -> Path | None:
+    """`base/rel` when it stays inside `base` (an index must not point anywhere else)."""
+    if not rel:
+        return None
+    path = (base / rel).resolve()
+    return path if path.is_relative_to(base.resolve()) and path.is_file() else None
+
+
+def _is_png(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _cell(value: Any) -> str:
+    """Text safe inside a Markdown table cell (class names come from folder names)."""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}%"

@@ -144,8 +144,10 @@ def make_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer,
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: DeviceLoader, autocast_dtype: torch.dtype | None,
-             want_predictions: bool = False) -> dict[str, Any]:
-    """Mean loss and accuracy over a loader; predictions and confidences when asked."""
+             want_predictions: bool = False, tta_flip: bool = False) -> dict[str, Any]:
+    """Mean loss and accuracy over a loader; predictions and confidences when asked.
+
+    With `tta_flip` the logits of each image and its mirror are averaged."""
     model.eval()
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -154,6 +156,8 @@ def evaluate(model: nn.Module, loader: DeviceLoader, autocast_dtype: torch.dtype
     for images, labels in loader:
         with _autocast(device, autocast_dtype):
             logits = model(images)
+            if tta_flip:
+                logits = (logits + model(torch.flip(images, dims=[-1]))) / 2
         logits = logits.float()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
         pred = logits.argmax(1)
@@ -247,6 +251,7 @@ def _fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit, resume: boo
     model = build_model(config, len(classes)).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if config.compile else model  # shares model's parameters
     optimizer = make_optimizer(config, model)
     steps_per_epoch = len(prep.train)
     scheduler = make_scheduler(config, optimizer, steps_per_epoch)
@@ -272,7 +277,7 @@ def _fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit, resume: boo
         _record(run, emit, {"event": "resume", "epoch": start_epoch - 1, "step": step,
                             "time": now_iso()}, sync=True)
     elif resume:
-        run.keep_events_through(0)
+        run.keep_events_through(-1)  # no checkpoint: start over, start event included
 
     if start_epoch == 1:
         _record(run, emit, {
@@ -285,23 +290,26 @@ def _fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit, resume: boo
     train_seconds, train_images = 0.0, 0
     for epoch in range(start_epoch, config.epochs + 1):
         t0 = time.perf_counter()
-        stats, step = train_one_epoch(model, prep.train, optimizer, scheduler, scaler, loss_fn,
+        stats, step = train_one_epoch(net, prep.train, optimizer, scheduler, scaler, loss_fn,
                                       autocast_dtype, epoch, step, config, run, emit, should_stop)
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         train_images += prep.train.num_samples
-        val = evaluate(model, prep.val, autocast_dtype)
+        val = evaluate(net, prep.val, autocast_dtype)
         best_val = max(best_val, val["acc"])
         event = {"event": "epoch", "epoch": epoch, "step": step, **stats,
                  "val_loss": val["loss"], "val_acc": val["acc"], "seconds": round(seconds, 3),
                  "images_per_s": round(prep.train.num_samples / max(seconds, 1e-9), 1),
                  "lr": optimizer.param_groups[0]["lr"]}
-        save_checkpoint(run, model, optimizer, scheduler, scaler, epoch, step, config, best_val)
+        # The event first: a crash between the two leaves an epoch that resume redoes (its event
+        # is dropped, then written again), never a checkpointed epoch with no event.
         _record(run, emit, event, sync=True)
+        save_checkpoint(run, model, optimizer, scheduler, scaler, epoch, step, config, best_val)
         run.update_status(state="running", epoch=epoch, step=step)
 
     t_test = time.perf_counter()
-    test = evaluate(model, prep.test, autocast_dtype, want_predictions=True)
+    tta = config.tta_flip and prep.data.manifest.get("mirror_safe", True)
+    test = evaluate(net, prep.test, autocast_dtype, want_predictions=True, tta_flip=tta)
     eval_seconds = time.perf_counter() - t_test
     y_true = prep.test_labels
     summary = classification_summary(y_true, test["predictions"], classes)

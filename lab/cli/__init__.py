@@ -9,7 +9,8 @@ import sys
 
 import typer
 
-from lab.cli import data, info, results
+from lab.cli import bench, data, gradcam, info, results
+from lab.cli import report as report_cmds
 from lab.cli import run as run_cmds
 from lab.errors import ExitCode, LabError
 
@@ -28,8 +29,11 @@ app.command()(results.runs)
 app.command()(results.show)
 app.command()(results.compare)
 app.command()(info.levels)
+app.command()(report_cmds.report)
 app.command()(info.doctor)
+app.command()(bench.bench)
 app.add_typer(data.app, name="data")
+app.add_typer(gradcam.app, name="gradcam")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -115,3 +115,30 @@ def test_corrupt_archive_import_is_refused(finished_run: dict, tmp_path: Path) -
     assert proc.returncode == 4, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "lab: error:" in proc.stderr
     assert tree(data) == before
+
+
+def test_demo_writes_three_complete_runs_and_report_links_resolve(tmp_path: Path) -> None:
+    import re
+
+    from PIL import Image
+
+    runs, data, report = tmp_path / "runs", tmp_path / "data", tmp_path / "report"
+    proc = lab("demo", "--epochs", "1", "--json", "--runs-dir", str(runs), "--data-dir", str(data))
+    assert proc.returncode == 0, proc.stderr
+    demo = json.loads(proc.stdout)
+    assert [r["level"] for r in demo["runs"]] == [1, 2, 3]
+    assert [row["level"] for row in demo["comparison"]] == [1, 2, 3]
+    for result in demo["runs"]:
+        run = runs / result["run_id"]
+        assert json.loads((run / "status.json").read_text())["state"] == "done"
+        for name in ("config.json", "metrics.jsonl", "result.json", "checkpoint.pt",
+                     "gradcam/index.json"):
+            assert (run / name).is_file(), name
+    proc = lab("report", "-o", str(report), "--runs-dir", str(runs))
+    assert proc.returncode == 0, proc.stderr
+    text = (report / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) >= 2 + 3 * 3  # accuracy bars, val curves; per run: curves, confusion, CAMs
+    for link in links:
+        with Image.open(report / link) as png:
+            assert png.format == "PNG" and min(png.size) > 50

@@ -29,18 +29,22 @@ def preflight(config: RunConfig, data_dir: Path) -> None:
 
 def start_run(config: RunConfig, runs_dir: Path, data_dir: Path, emit: Emit | None = None,
               on_created: Callable[[RunDir], None] | None = None,
-              check: bool = True) -> tuple[RunDir, dict[str, Any]]:
-    """Check what can be checked, create the run directory, train it to the end."""
+              check: bool = True, should_stop: Callable[[], bool] | None = None,
+              ) -> tuple[RunDir, dict[str, Any]]:
+    """Check what can be checked, create the run directory, train it to the end.
+
+    `should_stop` is polled after every batch (a queued job's cancel check); see `fit`."""
     if check:
         preflight(config, data_dir)
     run = new_run(runs_dir, config)
     if on_created is not None:
         on_created(run)
-    result = fit(config, run, data_dir, emit or (lambda _e: None))
+    result = fit(config, run, data_dir, emit or (lambda _e: None), should_stop=should_stop)
     return run, result
 
 
-def resume_run(run: RunDir, data_dir: Path, emit: Emit | None = None) -> dict[str, Any]:
+def resume_run(run: RunDir, data_dir: Path, emit: Emit | None = None,
+               should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Continue an interrupted or failed run from its last checkpoint (or from the start)."""
     state = run.live_state()
     if state == "done":
@@ -48,4 +52,5 @@ def resume_run(run: RunDir, data_dir: Path, emit: Emit | None = None) -> dict[st
     if state == "running":
         pid = run.status().get("pid")
         raise ConfigError(f"run {run.id} is still running (pid {pid})")
-    return fit(run.config(), run, data_dir, emit or (lambda _e: None), resume=True)
+    return fit(run.config(), run, data_dir, emit or (lambda _e: None), resume=True,
+               should_stop=should_stop)

@@ -172,12 +172,14 @@ class RunDir:
         """The state a reader should show: a 'running' run whose process is gone is interrupted."""
         status = self.status()
         state = status.get("state", "created")
-        if state == "running" and not _pid_alive(status.get("pid"), status.get("host")):
+        if state == "running" and not pid_alive(status.get("pid"), status.get("host")):
             return "interrupted"
         return state
 
 
-def _pid_alive(pid: Any, host: Any = None) -> bool:
+def pid_alive(pid: Any, host: Any = None) -> bool:
+    """Whether a process still runs. A zombie counts as dead: where nothing reaps orphans (some
+    container inits), a killed job process stays a zombie and would otherwise look alive."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     if host and host != os.uname().nodename:
@@ -188,7 +190,12 @@ def _pid_alive(pid: Any, host: Any = None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return not Path("/proc/self").exists()  # no /proc (macOS): kill(0) is all we know
+    fields = stat.rpartition(")")[2].split()
+    return not fields or fields[0] not in ("Z", "X")
 
 
 def validate_run_ref(ref: str) -> str:

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 ENGINE = ["lab", "lab.config", "lab.levels", "lab.models", "lab.train", "lab.runs", "lab.engine",
-          "lab.metrics", "lab.report", "lab.plots", "lab.data", "lab.data.loader", "lab.cli"]
+          "lab.metrics", "lab.report", "lab.plots", "lab.data", "lab.data.loader", "lab.cli",
+          "lab.queue", "lab.worker", "lab.jobrun", "lab.jobs"]
 
 
 def _modules_after_import(module: str) -> set[str]:

@@ -9,9 +9,10 @@ import sys
 
 import typer
 
-from lab.cli import bench, data, gradcam, info, results
+from lab.cli import bench, data, gradcam, info, jobs, results, watch
 from lab.cli import report as report_cmds
 from lab.cli import run as run_cmds
+from lab.cli import worker as worker_cmds
 from lab.errors import ExitCode, LabError
 
 app = typer.Typer(
@@ -28,11 +29,18 @@ app.command()(run_cmds.demo)
 app.command()(results.runs)
 app.command()(results.show)
 app.command()(results.compare)
-app.command()(info.levels)
 app.command()(report_cmds.report)
+app.command()(info.levels)
 app.command()(info.doctor)
 app.command()(bench.bench)
 app.add_typer(data.app, name="data")
+app.command()(jobs.submit)
+app.command(name="queue")(jobs.queue_cmd)
+app.command()(jobs.cancel)
+app.command()(jobs.retry)
+app.command()(jobs.logs)
+app.command()(watch.watch)
+app.add_typer(worker_cmds.app, name="worker")
 app.add_typer(gradcam.app, name="gradcam")
 
 

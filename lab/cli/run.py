@@ -10,6 +10,26 @@ import typer
 from lab.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, data_dir, err, out, print_json, runs_dir
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+# The overrides of a run's config, shared with `lab submit`.
+ConfigFileOpt = Annotated[Path | None, typer.Option("--config", help="A saved config.json.",
+                                                    show_default=False)]
+EpochsOpt = Annotated[int | None, typer.Option(help="Epochs.", show_default=False)]
+ImageSizeOpt = Annotated[int | None, typer.Option(help="Input side in pixels.",
+                                                  show_default=False)]
+BatchSizeOpt = Annotated[int | None, typer.Option(help="Training batch.", show_default=False)]
+LrOpt = Annotated[float | None, typer.Option(help="Learning rate.", show_default=False)]
+WeightsOpt = Annotated[str | None, typer.Option(help="imagenet | none | FILE.",
+                                                show_default=False)]
+DatasetOpt = Annotated[str | None, typer.Option(help="cifar10 | digits | imagefolder:PATH | NAME.",
+                                                show_default=False)]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.",
+                                               show_default=False)]
+PrecisionOpt = Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16.",
+                                                  show_default=False)]
+SeedOpt = Annotated[int | None, typer.Option(help="Training seed.", show_default=False)]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Any config field: --set KEY=VALUE (repeatable; see `lab levels --json`).",
+    show_default=False)]
 
 
 def build_config(level: int | None, config_file: Path | None, options: dict[str, Any],
@@ -39,26 +59,17 @@ def build_config(level: int | None, config_file: Path | None, options: dict[str,
 def run(
     level: Annotated[int | None, typer.Option("--level", "-l", help="Seed preset: 1, 2 or 3.",
                                               show_default=False)] = None,
-    config_file: Annotated[Path | None, typer.Option("--config", help="A saved config.json.",
-                                                     show_default=False)] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs.", show_default=False)] = None,
-    image_size: Annotated[int | None, typer.Option(help="Input side in pixels.",
-                                                   show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Training batch.",
-                                                   show_default=False)] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.", show_default=False)] = None,
-    weights: Annotated[str | None, typer.Option(help="imagenet | none | FILE.",
-                                                show_default=False)] = None,
-    dataset: Annotated[str | None, typer.Option(help="cifar10 | digits | imagefolder:PATH | NAME.",
-                                                show_default=False)] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.",
-                                               show_default=False)] = None,
-    precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16.",
-                                                  show_default=False)] = None,
-    seed: Annotated[int | None, typer.Option(help="Training seed.", show_default=False)] = None,
-    assignments: Annotated[list[str] | None, typer.Option(
-        "--set", help="Any config field: --set KEY=VALUE (repeatable; see `lab levels --json`).",
-        show_default=False)] = None,
+    config_file: ConfigFileOpt = None,
+    epochs: EpochsOpt = None,
+    image_size: ImageSizeOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
+    weights: WeightsOpt = None,
+    dataset: DatasetOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    seed: SeedOpt = None,
+    assignments: SetOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     runs: RunsDirOpt = None,

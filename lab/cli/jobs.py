@@ -1,0 +1,305 @@
+"""`lab submit`, `lab queue`, `lab cancel`, `lab retry`, `lab logs`: the job queue by hand.
+
+None of these import torch: submitting is a config check and one database transaction, so a
+script can queue many jobs quickly. Readers never create the database (`lab queue` in a fresh
+directory prints an empty queue and writes nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from lab.cli.common import JsonOpt, RunsDirOpt, err, out, pct, print_json, runs_dir
+from lab.cli.run import (
+    BatchSizeOpt,
+    ConfigFileOpt,
+    DatasetOpt,
+    DeviceOpt,
+    EpochsOpt,
+    ImageSizeOpt,
+    LrOpt,
+    PrecisionOpt,
+    SeedOpt,
+    SetOpt,
+    WeightsOpt,
+)
+
+JobArg = Annotated[str, typer.Argument(metavar="JOB", help="Job id (as `lab queue` shows it).")]
+STATE_STYLE = {"queued": "", "running": "cyan", "cancelling": "yellow", "done": "green",
+               "failed": "red", "cancelled": "dim", "interrupted": "yellow"}
+
+
+def queueable(config: Any) -> Any:
+    """A config fit to wait in a queue: paths made absolute (a worker has its own working
+    directory) and checked now, and no pinned GPU (the worker assigns one per job)."""
+    from lab.errors import ConfigError, NotFoundError
+
+    if config.device.startswith("cuda:"):
+        raise ConfigError(f"device={config.device!r}: a queued job runs on the GPU its worker "
+                          "gives it", hint="use --device auto or cuda; choose GPUs with "
+                          "`lab worker --gpus N`")
+    changes: dict[str, str] = {}
+    if config.weights not in ("imagenet", "none"):
+        path = Path(config.weights).expanduser()
+        if not path.is_file():
+            raise NotFoundError(f"weights file {config.weights} does not exist")
+        changes["weights"] = str(path.resolve())
+    if config.dataset.startswith("imagefolder:"):
+        path = Path(config.dataset.removeprefix("imagefolder:")).expanduser()
+        if not path.exists():
+            raise NotFoundError(f"no image folder at {path}")
+        changes["dataset"] = f"imagefolder:{path.resolve()}"
+    return config.replace(**changes) if changes else config
+
+
+def submit(
+    levels: Annotated[list[int] | None, typer.Option(
+        "--level", "-l", help="Seed preset; repeat for several jobs (--level 1 --level 2).",
+        show_default=False)] = None,
+    config_file: ConfigFileOpt = None,
+    epochs: EpochsOpt = None,
+    image_size: ImageSizeOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
+    weights: WeightsOpt = None,
+    dataset: DatasetOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    seed: SeedOpt = None,
+    assignments: SetOpt = None,
+    priority: Annotated[int, typer.Option(
+        help="Higher runs first; equal priorities run in submission order.")] = 0,
+    json_out: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q",
+                                        help="Print only the job ids, one a line.")] = False,
+    runs: RunsDirOpt = None,
+) -> None:
+    """Queue one job per --level (same overrides for each); a worker runs them."""
+    from lab.cli.run import build_config
+    from lab.errors import ConfigError
+    from lab.queue import JobQueue, check_priority
+
+    options = dict(epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr,
+                   weights=weights, dataset=dataset, device=device, precision=precision,
+                   seed=seed)
+    if config_file is not None:
+        configs = [build_config(levels[0] if levels else None, config_file, options,
+                                assignments or [])]
+    elif not levels:
+        raise ConfigError("choose --level 1|2|3 (repeatable) or --config FILE",
+                          hint="see `lab levels`")
+    else:
+        configs = [build_config(level, None, options, assignments or []) for level in levels]
+    configs = [queueable(c) for c in configs]  # every config checked before anything is written
+    check_priority(priority)
+    with JobQueue.open(runs_dir(runs)) as queue:
+        jobs = queue.submit(configs, priority=priority)
+        idle = not any(w.alive for w in queue.workers())
+    if json_out:
+        print_json([j.to_dict() for j in jobs])
+    elif quiet:
+        out.print("\n".join(str(j.id) for j in jobs))
+    else:
+        for j in jobs:
+            c = j.config
+            out.print(f"job {j.id} queued: {j.label} {c['model']} on {c['dataset']}, "
+                      f"{c['image_size']}px, {c['epochs']} epochs, priority {j.priority}")
+    if idle and not quiet:
+        err.print("no worker is running: start one with `lab worker --detach`")
+
+
+def queue_cmd(
+    json_out: JsonOpt = False,
+    show_all: Annotated[bool, typer.Option(
+        "--all", "-a", help="Every finished job, not only the last 10.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w",
+                                        help="Keep the table up to date until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.",
+                                            min=0.1)] = 1.0,
+    runs: RunsDirOpt = None,
+) -> None:
+    """Jobs: running, then waiting (in the order workers take them), then recent finished."""
+    path = runs_dir(runs)
+    if not watch:
+        rows = _rows(path, show_all)
+        if json_out:
+            print_json(rows)
+        else:
+            out.print(jobs_table(rows))
+        return
+    try:
+        if out.is_terminal and not json_out:
+            _watch_live(path, show_all, interval)
+        else:
+            _watch_lines(path, show_all, interval, json_out)
+    except KeyboardInterrupt:
+        return
+
+
+def _watch_live(path: Path, show_all: bool, interval: float) -> None:
+    from rich.live import Live
+
+    with Live(jobs_table(_rows(path, show_all)), console=out, auto_refresh=False) as live:
+        while True:
+            time.sleep(interval)
+            live.update(jobs_table(_rows(path, show_all)), refresh=True)
+
+
+def _watch_lines(path: Path, show_all: bool, interval: float, json_out: bool) -> None:
+    """A pipe or a log: the table (or JSON document) again each time it changes."""
+    last = None
+    while True:
+        rows = _rows(path, show_all)
+        text = json.dumps(rows, default=str)
+        if text != last:
+            if json_out:
+                print_json(rows)
+            else:
+                out.print(jobs_table(rows))
+            last = text
+        time.sleep(interval)
+
+
+def _rows(path: Path, show_all: bool) -> list[dict[str, Any]]:
+    from lab.jobs import display_order, job_summary
+    from lab.queue import JobQueue
+
+    queue = JobQueue.open(path, create=False)
+    if queue is None:
+        return []
+    with queue:
+        jobs = display_order(queue.jobs(), recent=None if show_all else 10)
+    return [job_summary(j, path) for j in jobs]
+
+
+def jobs_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name in ("Job", "L", "State", "Prio", "Try", "GPU", "Epoch", "Val", "Test"):
+        table.add_column(name, justify="left" if name in ("L", "State", "GPU") else "right",
+                         no_wrap=True)
+    table.add_column("Run / note", min_width=23, overflow="fold")
+    for r in rows:
+        state = r["display_state"]
+        note = r["run_id"] or ""
+        if r["error"] and state in ("failed", "interrupted", "cancelled"):
+            note = f"{note}: {r['error']}" if note else r["error"]
+        table.add_row(str(r["id"]), str(r["level"] or "–"),
+                      Text(state, style=STATE_STYLE.get(state, "")), str(r["priority"]),
+                      str(r["attempts"]), r["gpu"] or "–",
+                      f"{r['epoch']}/{r['epochs']}" if r["run_id"] else "–",
+                      pct(r["val_acc"]), Text(pct(r["test_acc"]), style="bold"), note)
+    if not rows:
+        table.caption = "no jobs: queue some with `lab submit --level 3`"
+    return table
+
+
+def cancel(
+    job_ref: JobArg,
+    wait: Annotated[bool, typer.Option(help="Wait until a running job has stopped.")] = False,
+    json_out: JsonOpt = False,
+    runs: RunsDirOpt = None,
+) -> None:
+    """Cancel a job: a waiting one never runs; a running one stops cleanly at its next batch,
+    its run kept and marked cancelled."""
+    from lab.queue import FINISHED, parse_job_id
+
+    job_id = parse_job_id(job_ref)
+    with _open(runs, job_id) as queue:
+        job = queue.cancel(job_id)
+        while wait and job.state not in FINISHED:
+            time.sleep(0.2)
+            job = queue.get(job_id)
+    if json_out:
+        print_json(job.to_dict())
+    elif job.state == "cancelled":
+        kept = f"; run {job.run_id} kept" if job.run_id else ""
+        out.print(f"job {job.id} cancelled{kept}")
+    elif job.state == "running":
+        out.print(f"job {job.id} is cancelling: it stops at its next batch and its run "
+                  f"{job.run_id or '(not created yet)'} is kept")
+    else:
+        out.print(f"job {job.id} {job.state} before the cancel reached it")
+
+
+def retry(
+    job_ref: JobArg,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="Start a new run instead of resuming the job's run.")] = False,
+    json_out: JsonOpt = False,
+    runs: RunsDirOpt = None,
+) -> None:
+    """Queue a failed, cancelled or interrupted job again; it resumes its run from the last
+    checkpoint (or, with --fresh, starts a new one)."""
+    from lab.queue import parse_job_id
+
+    job_id = parse_job_id(job_ref)
+    with _open(runs, job_id) as queue:
+        job = queue.retry(job_id, fresh=fresh)
+        idle = not any(w.alive for w in queue.workers())
+    if json_out:
+        print_json(job.to_dict())
+    else:
+        how = f"resumes run {job.run_id}" if job.run_id else "starts a new run"
+        out.print(f"job {job.id} queued again: its next attempt {how}")
+    if idle:
+        err.print("no worker is running: start one with `lab worker --detach`")
+
+
+def logs(
+    job_ref: JobArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f",
+                                         help="Keep printing until the job ends.")] = False,
+    runs: RunsDirOpt = None,
+) -> None:
+    """What a job's process printed (every attempt), optionally followed live."""
+    from lab.queue import FINISHED, job_log_path, parse_job_id
+
+    job_id = parse_job_id(job_ref)
+    path = runs_dir(runs)
+    with _open(runs, job_id) as queue:
+        job = queue.get(job_id)
+        log = job_log_path(path, job_id)
+        if not follow:
+            if not log.exists():
+                err.print(f"job {job_id} has no log yet ({job.display_state})")
+                return
+            sys.stdout.buffer.write(log.read_bytes())
+            sys.stdout.flush()
+            return
+        offset = 0
+        try:
+            while True:
+                done = queue.get(job_id).state in FINISHED  # read before the final drain
+                if log.exists():
+                    with open(log, "rb") as fh:
+                        fh.seek(offset)
+                        chunk = fh.read()
+                    offset += len(chunk)
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.flush()
+                if done:
+                    return
+                time.sleep(0.3)
+        except KeyboardInterrupt:
+            return
+
+
+def _open(runs: Path | None, job_id: int) -> Any:
+    from lab.errors import NotFoundError
+    from lab.queue import JobQueue
+
+    path = runs_dir(runs)
+    queue = JobQueue.open(path, create=False)
+    if queue is None:
+        raise NotFoundError(f"no job {job_id}: {path} has no queue yet",
+                            hint="queue jobs with `lab submit`")
+    return queue

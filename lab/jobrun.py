@@ -1,0 +1,141 @@
+"""The job process: `python -m lab.jobrun JOB --attempt N`, started by a worker, one per job.
+
+A fresh interpreter per job, so `CUDA_VISIBLE_DEVICES` (set by the worker) is in place before
+torch starts, and an out-of-memory error, a segfault or a leak ends this process, not the
+worker. It trains through the engine like `lab run` (first attempt) or `lab resume` (a job that
+already has a run: an earlier attempt was interrupted, or `lab retry` kept its run), prints
+progress lines to its log (`runs/jobs/<id>.log`), and records the outcome in the queue itself.
+
+It stops cleanly, between batches, when the job is cancelled (the queue is read at most every
+0.5 s), when its worker disappears (its parent pid changes: a worker killed with -9 leaves no
+job running unsupervised), or on SIGTERM/SIGINT; the run is then `cancelled` or `interrupted`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabError, NotFoundError
+from lab.queue import Job, JobQueue
+from lab.runs import RunDir, validate_run_ref
+
+CANCEL_POLL_S = 0.5
+
+
+class StopCheck:
+    """The `should_stop` callback given to `fit`; remembers why it said stop."""
+
+    def __init__(self, queue: JobQueue, job_id: int, parent: int,
+                 interval: float = CANCEL_POLL_S) -> None:
+        self.queue, self.job_id, self.parent, self.interval = queue, job_id, parent, interval
+        self.reason: str | None = None
+        self._next = 0.0
+
+    def __call__(self) -> bool:
+        if os.getppid() != self.parent:
+            self.reason = "its worker died"
+            return True
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.interval
+        if self.queue.cancel_requested(self.job_id):
+            self.reason = "cancel"
+            return True
+        return False
+
+
+def _interrupt_once() -> None:
+    """SIGTERM and SIGINT raise KeyboardInterrupt once; a second signal must not cut short
+    the writes that record the interruption (a terminal's Ctrl-C reaches the worker and its
+    job at once, and the worker then forwards SIGTERM)."""
+    fired = []
+
+    def handler(_signum: int, _frame: Any) -> None:
+        if not fired:
+            fired.append(True)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_job(queue: JobQueue, job: Job, runs_dir: Path, data_dir: Path) -> str:
+    """Train `job` to its end and record the outcome; returns the job's final state."""
+    from lab.cli.common import err
+    from lab.cli.progress import ProgressPrinter
+    from lab.engine import resume_run, start_run
+
+    attempt = job.attempts
+    stop = StopCheck(queue, job.id, parent=os.getppid())
+    run: RunDir | None = None
+
+    def created(new: RunDir) -> None:
+        nonlocal run
+        run = new
+        queue.set_run(job.id, attempt, new.id)
+        new.update_status(job=job.id)
+
+    try:
+        config = job.run_config()
+        with ProgressPrinter(err, f"job {job.id} {config.label}", rich_bar=False) as progress:
+            if job.run_id:
+                run = RunDir(Path(runs_dir) / validate_run_ref(job.run_id))
+                if not run.config_path.exists():
+                    raise NotFoundError(f"run {job.run_id} of job {job.id} no longer exists",
+                                        hint=f"`lab retry {job.id} --fresh` starts a new run")
+                if run.live_state() != "done":  # done: it finished just before a crash
+                    print(f"job {job.id}: attempt {attempt} resumes run {run.id}", flush=True)
+                    resume_run(run, data_dir, emit=progress, should_stop=stop)
+            else:
+                start_run(config, runs_dir, data_dir, emit=progress, on_created=created,
+                          should_stop=stop)
+    except KeyboardInterrupt:
+        if stop.reason == "cancel":
+            if run is not None:
+                run.update_status(state="cancelled", error="cancelled (lab cancel)")
+            queue.finish(job.id, attempt, "cancelled")
+            return "cancelled"
+        reason = stop.reason or "stopped by a signal"
+        queue.finish(job.id, attempt, "interrupted", error=f"interrupted: {reason}")
+        return "interrupted"
+    except LabError as exc:
+        print(f"job {job.id} failed: {exc}", file=sys.stderr, flush=True)
+        queue.finish(job.id, attempt, "failed", error=str(exc))
+        return "failed"
+    except Exception as exc:  # noqa: BLE001 - any failure of the run is the job's outcome
+        traceback.print_exc()
+        queue.finish(job.id, attempt, "failed", error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    queue.finish(job.id, attempt, "done")
+    return "done"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.jobrun")
+    parser.add_argument("job", type=int)
+    parser.add_argument("--attempt", type=int, required=True)
+    parser.add_argument("--runs-dir", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    _interrupt_once()
+    with JobQueue.open(args.runs_dir) as queue:
+        job = queue.get(args.job)
+        # Only the attempt our worker claimed: a leftover from an earlier one must not run.
+        if job.state != "running" or job.attempts != args.attempt or job.pid != os.getppid():
+            print(f"job {job.id}: attempt {args.attempt} is not ours to run "
+                  f"(state {job.state}, attempt {job.attempts})", file=sys.stderr)
+            return 1
+        state = run_job(queue, job, args.runs_dir, args.data_dir)
+    return {"done": 0, "cancelled": 0, "interrupted": 130}.get(state, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

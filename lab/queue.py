@@ -1,0 +1,337 @@
+"""The persistent job queue shared by `lab submit`, the workers and the TUI: `JobQueue`.
+
+The database file and its transactions are `lab.queuedb`'s; this module is the state machine on
+top. Every write is one `BEGIN IMMEDIATE` transaction, so a claim's "find the best waiting job,
+mark it running" cannot interleave with another worker's claim: two workers never run one job.
+
+A job moves queued → running → done | failed | cancelled. `interrupted` means its process was
+stopped before the end (its worker died, was killed, or was interrupted by a signal); such a job
+is claimed again like a queued one and resumes its run from the last checkpoint. Every update
+made on behalf of a running job names the attempt it belongs to, so a process left over from
+an earlier attempt can never overwrite a later one.
+
+The queue assumes the runs directory is on a local disk of one machine (SQLite's locking is not
+reliable over network file systems): a job is requeued only when its lease has expired *and*
+both its worker and its job process are gone from this host. The lease alone could expire
+under a worker that is merely slow; the pid check alone is wrong across pid namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lab.config import RunConfig
+from lab.errors import ConfigError, NotFoundError
+from lab.queuedb import QueueDB
+from lab.runs import pid_alive
+
+FINISHED = ("done", "failed", "cancelled")
+CLAIMABLE = ("queued", "interrupted")
+MAX_PRIORITY = 1_000_000
+
+
+def host_name() -> str:
+    return os.uname().nodename
+
+
+def now_text() -> str:
+    """Local time for log lines."""
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+def check_priority(priority: int) -> int:
+    if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+        raise ConfigError(f"priority={priority}: must be between {-MAX_PRIORITY} and "
+                          f"{MAX_PRIORITY}")
+    return priority
+
+
+def job_log_path(runs_dir: Path, job_id: int) -> Path:
+    """What a job's process printed, every attempt appended: `runs/jobs/<id>.log`."""
+    return Path(runs_dir) / "jobs" / f"{job_id}.log"
+
+
+def parse_job_id(ref: str | int) -> int:
+    """`12` or `#12`; anything else is a usage error, before the database is touched."""
+    text = str(ref).strip().removeprefix("#")
+    if not text.isdigit() or not 0 < int(text) < 2**62:
+        raise ConfigError(f"{ref!r} is not a job id (a number, as `lab queue` shows)")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    config: dict[str, Any]
+    label: str
+    priority: int
+    state: str
+    attempts: int
+    gpu: str | None
+    run_id: str | None
+    worker: str | None
+    pid: int | None  # the worker's
+    child_pid: int | None  # the job process
+    host: str | None
+    heartbeat: float | None
+    lease_until: float | None
+    cancel_requested: bool
+    created: float
+    started: float | None
+    finished: float | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        data = dict(row)
+        data["config"] = json.loads(data["config"])
+        data["cancel_requested"] = bool(data["cancel_requested"])
+        return cls(**data)
+
+    @property
+    def display_state(self) -> str:
+        return "cancelling" if self.state == "running" and self.cancel_requested else self.state
+
+    def run_config(self) -> RunConfig:
+        return RunConfig.from_dict(self.config)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, timestamps as ISO 8601 (UTC)."""
+        d = dict(self.__dict__)
+        for key in ("heartbeat", "lease_until", "created", "started", "finished"):
+            d[key] = iso(d[key])
+        return d
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    id: str
+    pid: int
+    host: str
+    slots: list[str]
+    detached: bool
+    log: str | None
+    started: float
+    heartbeat: float
+    lease_until: float
+    stop: int  # 0 run, 1 finish the current jobs then exit, 2 cancel them and exit
+
+    @property
+    def alive(self) -> bool:
+        """A worker is alive while its process is (on another host: while its lease holds)."""
+        if self.host != host_name():
+            return time.time() <= self.lease_until
+        return pid_alive(self.pid)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        for key in ("started", "heartbeat", "lease_until"):
+            d[key] = iso(d[key])
+        return d
+
+
+class JobQueue(QueueDB):
+    """The queue on one connection to `runs/lab.db`; open one per process."""
+
+    def _job(self, db: sqlite3.Connection, job_id: int) -> Job:
+        row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no job {job_id} in {self.path}", hint="see `lab queue`")
+        return Job.from_row(row)
+
+    # ---- jobs ------------------------------------------------------------------------------
+    def submit(self, configs: list[RunConfig], priority: int = 0) -> list[Job]:
+        """Queue configs in one transaction: all of them or, on any error, none."""
+        check_priority(priority)
+        now = time.time()
+        with self._write() as db:
+            ids = [db.execute(
+                "INSERT INTO jobs (config, label, priority, created) VALUES (?,?,?,?)",
+                (json.dumps(c.to_dict()), c.label, priority, now)).lastrowid
+                for c in configs]
+        return [self.get(i) for i in ids]
+
+    def get(self, job_id: int) -> Job:
+        return self._job(self._db, job_id)
+
+    def jobs(self, states: tuple[str, ...] | None = None) -> list[Job]:
+        """Jobs in claim order (priority, then first in first out)."""
+        sql = "SELECT * FROM jobs"
+        args: tuple = ()
+        if states:
+            sql += f" WHERE state IN ({','.join('?' * len(states))})"
+            args = states
+        rows = self._db.execute(sql + " ORDER BY priority DESC, id", args).fetchall()
+        return [Job.from_row(r) for r in rows]
+
+    def claim(self, worker: str, pid: int, gpu: str, lease_s: float,
+              job_id: int | None = None) -> Job | None:
+        """Atomically take the best claimable job (or `job_id`) and mark it running for us."""
+        now = time.time()
+        with self._write() as db:
+            if job_id is None:
+                row = db.execute(
+                    "SELECT id FROM jobs WHERE state IN ('queued', 'interrupted') "
+                    "ORDER BY priority DESC, id LIMIT 1").fetchone()
+            else:
+                row = db.execute("SELECT id FROM jobs WHERE id = ? AND state IN "
+                                 "('queued', 'interrupted')", (job_id,)).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = ?, pid = ?,"
+                " child_pid = NULL, host = ?, gpu = ?, heartbeat = ?, lease_until = ?,"
+                " started = ?, finished = NULL, error = NULL WHERE id = ?",
+                (worker, pid, host_name(), gpu, now, now + lease_s, now, row["id"]))
+            return self._job(db, row["id"])
+
+    def has_claimable(self) -> bool:
+        """A cheap read, so idle workers do not take the write lock on every poll."""
+        return self._db.execute("SELECT 1 FROM jobs WHERE state IN ('queued', 'interrupted') "
+                                "LIMIT 1").fetchone() is not None
+
+    def _update_attempt(self, job_id: int, attempt: int, sql: str, args: tuple) -> bool:
+        with self._write() as db:
+            cur = db.execute(f"UPDATE jobs SET {sql} WHERE id = ? AND attempts = ? "
+                             "AND state = 'running'", (*args, job_id, attempt))
+            return cur.rowcount == 1
+
+    def set_child(self, job_id: int, attempt: int, child_pid: int) -> bool:
+        return self._update_attempt(job_id, attempt, "child_pid = ?", (child_pid,))
+
+    def set_run(self, job_id: int, attempt: int, run_id: str) -> bool:
+        return self._update_attempt(job_id, attempt, "run_id = ?", (run_id,))
+
+    def finish(self, job_id: int, attempt: int, state: str, error: str | None = None) -> bool:
+        """Record how an attempt ended; False when the attempt no longer owns the job."""
+        if state not in ("done", "failed", "cancelled", "interrupted"):
+            raise ValueError(state)
+        return self._update_attempt(job_id, attempt, "state = ?, error = ?, finished = ?",
+                                    (state, error, time.time()))
+
+    def cancel_requested(self, job_id: int) -> bool:
+        row = self._db.execute("SELECT cancel_requested FROM jobs WHERE id = ?",
+                               (job_id,)).fetchone()
+        return bool(row and row[0])
+
+    def cancel(self, job_id: int) -> Job:
+        """Queued (or interrupted): cancelled at once, it never runs. Running: flagged, and its
+        job process stops at its next check (within a batch and ~0.5 s)."""
+        with self._write() as db:
+            job = self._job(db, job_id)
+            if job.state in FINISHED:
+                raise ConfigError(f"job {job_id} is already {job.state}: nothing to cancel")
+            if job.state == "running" and not self._orphaned(job, time.time()):
+                db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+            else:
+                db.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, "
+                           "finished = ? WHERE id = ?", (time.time(), job_id))
+            return self._job(db, job_id)
+
+    def retry(self, job_id: int, fresh: bool = False) -> Job:
+        """Queue a failed, cancelled or interrupted job again. It resumes its run from the last
+        checkpoint unless `fresh` (which also allows re-running a done job)."""
+        with self._write() as db:
+            job = self._job(db, job_id)
+            allowed = ("failed", "cancelled", "interrupted") + (("done",) if fresh else ())
+            if job.state not in allowed:
+                hint = "`lab retry --fresh` runs it again from scratch" \
+                    if job.state == "done" else None
+                raise ConfigError(f"job {job_id} is {job.state}: nothing to retry", hint=hint)
+            db.execute(
+                "UPDATE jobs SET state = 'queued', cancel_requested = 0, "
+                "error = NULL, finished = NULL, run_id = CASE WHEN ? THEN NULL ELSE run_id END "
+                "WHERE id = ?", (fresh, job_id))
+            return self._job(db, job_id)
+
+    def _orphaned(self, job: Job, now: float) -> bool:
+        return (job.state == "running" and (job.lease_until or 0) < now
+                and job.host == host_name()
+                and not pid_alive(job.pid) and not pid_alive(job.child_pid))
+
+    def awaiting_requeue(self) -> bool:
+        """Whether a running job here has lost its worker and job process but not yet its
+        lease: it will become claimable (a worker draining the queue waits for it)."""
+        rows = self._db.execute("SELECT * FROM jobs WHERE state = 'running' AND host = ?",
+                                (host_name(),)).fetchall()
+        return any(not pid_alive(j.pid) and not pid_alive(j.child_pid)
+                   for j in map(Job.from_row, rows))
+
+    def requeue_orphans(self) -> list[Job]:
+        """Running jobs whose lease expired and whose worker and job process are both gone from
+        this host become `interrupted` (claimable; they resume from their checkpoint), or
+        `cancelled` when a cancel was pending. Dead workers' rows are dropped."""
+        now = time.time()
+        stale = self._db.execute("SELECT 1 FROM jobs WHERE state = 'running' AND "
+                                 "lease_until < ? LIMIT 1", (now,)).fetchone()
+        requeued = []
+        if stale is not None:
+            with self._write() as db:
+                rows = db.execute("SELECT * FROM jobs WHERE state = 'running' AND "
+                                  "lease_until < ?", (now,)).fetchall()
+                for job in map(Job.from_row, rows):
+                    if not self._orphaned(job, now):
+                        continue
+                    state = "cancelled" if job.cancel_requested else "interrupted"
+                    db.execute("UPDATE jobs SET state = ?, finished = ?, error = ? WHERE id = ?",
+                               (state, now, f"its worker (pid {job.pid}) died", job.id))
+                    requeued.append(self._job(db, job.id))
+        for worker in self.workers():
+            if worker.host == host_name() and worker.lease_until < now and not worker.alive:
+                self.unregister_worker(worker.id)
+        return requeued
+
+    # ---- workers ---------------------------------------------------------------------------
+    def register_worker(self, worker_id: str, pid: int, slots: list[str], lease_s: float,
+                        detached: bool = False, log: str | None = None) -> None:
+        now = time.time()
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO workers (id, pid, host, slots, detached, log, "
+                       "started, heartbeat, lease_until) VALUES (?,?,?,?,?,?,?,?,?)",
+                       (worker_id, pid, host_name(), json.dumps(slots), int(detached), log, now,
+                        now, now + lease_s))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    def heartbeat(self, worker_id: str, lease_s: float) -> None:
+        """Renew the lease of a worker and of every job it runs, in one transaction."""
+        now = time.time()
+        with self._write() as db:
+            db.execute("UPDATE workers SET heartbeat = ?, lease_until = ? WHERE id = ?",
+                       (now, now + lease_s, worker_id))
+            db.execute("UPDATE jobs SET heartbeat = ?, lease_until = ? WHERE worker = ? "
+                       "AND state = 'running'", (now, now + lease_s, worker_id))
+
+    def workers(self) -> list[WorkerRow]:
+        rows = self._db.execute("SELECT * FROM workers ORDER BY started").fetchall()
+        return [WorkerRow(**{**dict(r), "slots": json.loads(r["slots"]),
+                             "detached": bool(r["detached"])}) for r in rows]
+
+    def worker_stop(self, worker_id: str) -> int:
+        row = self._db.execute("SELECT stop FROM workers WHERE id = ?", (worker_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def request_stop(self, now: bool = False, pid: int | None = None) -> list[WorkerRow]:
+        """Ask live workers (all, or the one with `pid`) to exit after their current jobs, or
+        (`now`) to cancel those jobs first. Returns the workers asked."""
+        targets = [w for w in self.workers() if w.alive and (pid is None or w.pid == pid)]
+        with self._write() as db:
+            for w in targets:
+                db.execute("UPDATE workers SET stop = MAX(stop, ?) WHERE id = ?",
+                           (2 if now else 1, w.id))
+        return targets

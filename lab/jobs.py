@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab.errors import ConfigError, NotFoundError
 from lab.queue import CLAIMABLE, Job, WorkerRow, host_name
 from lab.runs import RunDir, pid_alive, validate_run_ref
 
@@ -63,3 +64,24 @@ def worker_summary(worker: WorkerRow, jobs: list[Job]) -> dict[str, Any]:
             "heartbeat_age_s": round(time.time() - worker.heartbeat, 1),
             "jobs": [{"id": j.id, "gpu": j.gpu, "label": j.label, "run_id": j.run_id}
                      for j in mine]}
+
+
+def queueable(config: Any) -> Any:
+    """A config fit to wait in a queue: paths made absolute (a worker has its own working
+    directory) and checked now, and no pinned GPU (the worker assigns one per job)."""
+    if config.device.startswith("cuda:"):
+        raise ConfigError(f"device={config.device!r}: a queued job runs on the GPU its worker "
+                          "gives it", hint="use --device auto or cuda; choose GPUs with "
+                          "`lab worker --gpus N`")
+    changes: dict[str, str] = {}
+    if config.weights not in ("imagenet", "none"):
+        path = Path(config.weights).expanduser()
+        if not path.is_file():
+            raise NotFoundError(f"weights file {config.weights} does not exist")
+        changes["weights"] = str(path.resolve())
+    if config.dataset.startswith("imagefolder:"):
+        path = Path(config.dataset.removeprefix("imagefolder:")).expanduser()
+        if not path.exists():
+            raise NotFoundError(f"no image folder at {path}")
+        changes["dataset"] = f"imagefolder:{path.resolve()}"
+    return config.replace(**changes) if changes else config

@@ -8,9 +8,11 @@ CIFAR-10, 40,000/5,000 split of the official training set, Adam at 1e-4, batch 6
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from lab.config import RunConfig
-from lab.errors import ConfigError
+from lab.errors import ConfigError, NotFoundError
 
 _COMMON = dict(
     dataset="cifar10", image_size=224, optimizer="adam", lr=1e-4, batch_size=64, epochs=5,
@@ -71,3 +73,23 @@ def demo_configs(imagenet_available: bool, epochs: int = 5,
             changes["weights"] = weights
         configs.append(level.config.replace(**changes))
     return configs
+
+
+def build_config(level: int | None, config_file: Path | None, options: dict[str, Any],
+                 assignments: list[str]) -> RunConfig:
+    """Preset (or config file) + named options + `--set KEY=VALUE`, validated once."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise NotFoundError(f"config file {config_file} does not exist")
+        config = RunConfig.from_json(config_file.read_text())
+        if level is not None:
+            raise ConfigError("give either --level or --config, not both")
+    elif level is None:
+        raise ConfigError("choose a level with --level 1|2|3 (or --config FILE)",
+                          hint="see `lab levels`")
+    else:
+        config = level_config(level)
+    changes = {k: v for k, v in options.items() if v is not None}
+    if changes:
+        config = config.replace(**changes)
+    return config.with_overrides(assignments) if assignments else config

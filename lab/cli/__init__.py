@@ -12,6 +12,7 @@ import typer
 from lab.cli import bench, data, gradcam, info, jobs, results, watch
 from lab.cli import report as report_cmds
 from lab.cli import run as run_cmds
+from lab.cli import tui as tui_cmds
 from lab.cli import worker as worker_cmds
 from lab.errors import ExitCode, LabError
 
@@ -42,6 +43,7 @@ app.command()(jobs.logs)
 app.command()(watch.watch)
 app.add_typer(worker_cmds.app, name="worker")
 app.add_typer(gradcam.app, name="gradcam")
+app.command()(tui_cmds.tui)
 
 
 def main(argv: list[str] | None = None) -> None:

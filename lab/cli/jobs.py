@@ -38,29 +38,6 @@ STATE_STYLE = {"queued": "", "running": "cyan", "cancelling": "yellow", "done": 
                "failed": "red", "cancelled": "dim", "interrupted": "yellow"}
 
 
-def queueable(config: Any) -> Any:
-    """A config fit to wait in a queue: paths made absolute (a worker has its own working
-    directory) and checked now, and no pinned GPU (the worker assigns one per job)."""
-    from lab.errors import ConfigError, NotFoundError
-
-    if config.device.startswith("cuda:"):
-        raise ConfigError(f"device={config.device!r}: a queued job runs on the GPU its worker "
-                          "gives it", hint="use --device auto or cuda; choose GPUs with "
-                          "`lab worker --gpus N`")
-    changes: dict[str, str] = {}
-    if config.weights not in ("imagenet", "none"):
-        path = Path(config.weights).expanduser()
-        if not path.is_file():
-            raise NotFoundError(f"weights file {config.weights} does not exist")
-        changes["weights"] = str(path.resolve())
-    if config.dataset.startswith("imagefolder:"):
-        path = Path(config.dataset.removeprefix("imagefolder:")).expanduser()
-        if not path.exists():
-            raise NotFoundError(f"no image folder at {path}")
-        changes["dataset"] = f"imagefolder:{path.resolve()}"
-    return config.replace(**changes) if changes else config
-
-
 def submit(
     levels: Annotated[list[int] | None, typer.Option(
         "--level", "-l", help="Seed preset; repeat for several jobs (--level 1 --level 2).",
@@ -84,8 +61,9 @@ def submit(
     runs: RunsDirOpt = None,
 ) -> None:
     """Queue one job per --level (same overrides for each); a worker runs them."""
-    from lab.cli.run import build_config
     from lab.errors import ConfigError
+    from lab.jobs import queueable
+    from lab.levels import build_config
     from lab.queue import JobQueue, check_priority
 
     options = dict(epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from lab.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, data_dir, err, out, print_json, runs_dir
+from lab.levels import build_config
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 # The overrides of a run's config, shared with `lab submit`.
@@ -30,30 +31,6 @@ SeedOpt = Annotated[int | None, typer.Option(help="Training seed.", show_default
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Any config field: --set KEY=VALUE (repeatable; see `lab levels --json`).",
     show_default=False)]
-
-
-def build_config(level: int | None, config_file: Path | None, options: dict[str, Any],
-                 assignments: list[str]) -> Any:
-    """Preset (or config file) + named options + `--set KEY=VALUE`, validated once."""
-    from lab.config import RunConfig
-    from lab.errors import ConfigError, NotFoundError
-    from lab.levels import level_config
-
-    if config_file is not None:
-        if not config_file.is_file():
-            raise NotFoundError(f"config file {config_file} does not exist")
-        config = RunConfig.from_json(config_file.read_text())
-        if level is not None:
-            raise ConfigError("give either --level or --config, not both")
-    elif level is None:
-        raise ConfigError("choose a level with --level 1|2|3 (or --config FILE)",
-                          hint="see `lab levels`")
-    else:
-        config = level_config(level)
-    changes = {k: v for k, v in options.items() if v is not None}
-    if changes:
-        config = config.replace(**changes)
-    return config.with_overrides(assignments) if assignments else config
 
 
 def run(

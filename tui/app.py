@@ -1,0 +1,116 @@
+"""The Textual app: `make_app(...)` builds it for `lab tui`, the screenshot option and the tests.
+
+The console is a client: it reads run records and the job queue and asks workers to do the
+work, so it never trains in its own process and quitting it stops nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+
+from tui.device import DeviceProbe, DeviceStat
+from tui.screens.help import HelpScreen, binding_rows
+from tui.screens.main import MainScreen
+from tui.widgets.run_list import RunTable
+from tui.widgets.run_tabs import TABS
+
+
+class LabApp(App[None]):
+    CSS_PATH = "lab.tcss"
+    TITLE = "lab"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    BINDINGS = [
+        Binding("t", "toggle_dark", "theme", tooltip="light or dark theme"),
+        Binding("question_mark,f1", "help", "help", key_display="?", tooltip="this help"),
+        Binding("q", "quit", "quit", tooltip="quit the console (jobs and workers go on)"),
+    ]
+
+    class Ready(Message):
+        """The list has been read once: the console is usable."""
+
+        def __init__(self, rows: int) -> None:
+            super().__init__()
+            self.rows = rows
+
+    def __init__(self, runs_dir: Path, data_dir: Path, *,
+                 clock: Callable[[], float] = time.time,
+                 device_probe: Callable[[], list[DeviceStat]] | None = None,
+                 refresh_s: float = 2.0, poll_s: float = 0.5, theme: str | None = None) -> None:
+        super().__init__()
+        self.runs_dir, self.data_dir = Path(runs_dir), Path(data_dir)
+        self.clock = clock
+        self.device_probe = device_probe or DeviceProbe().sample
+        self.refresh_s, self.poll_s = refresh_s, poll_s
+        self.ready_rows: int | None = None
+        if theme:
+            self.theme = theme
+
+    @property
+    def runs_label(self) -> str:
+        try:
+            shown = self.runs_dir.resolve().relative_to(Path.cwd())
+        except ValueError:
+            shown = self.runs_dir
+        return f"{shown}/"
+
+    def get_default_screen(self) -> Screen:
+        return MainScreen()
+
+    def on_lab_app_ready(self, message: Ready) -> None:
+        self.ready_rows = message.rows
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        bindings = [*Binding.make_bindings(RunTable.BINDINGS),
+                    *Binding.make_bindings(MainScreen.BINDINGS),
+                    *Binding.make_bindings(self.BINDINGS)]
+        tabs = ", ".join(title for _pane, title in TABS)
+        self.push_screen(HelpScreen([*binding_rows(bindings), ("1 … 7", f"tabs: {tabs}")]))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every console action by name in the command palette (ctrl+p)."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Light/dark theme", "Toggle between the light and dark theme",
+                            self.action_toggle_dark)
+        yield SystemCommand("Help", "Every key of the console", self.action_help)
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        if main is None:
+            return
+        for title, help_text, action in (
+            ("New job", "Queue a job: level, epochs, image size, batch, lr, data, priority",
+             main.action_new_job),
+            ("Cancel job", "Cancel the selected job", main.action_cancel_job),
+            ("Retry job", "Queue the selected failed, cancelled or interrupted job again",
+             main.action_retry_job),
+            ("Compare", "Comparison table, change vs Level 1, test accuracy bars",
+             main.action_compare),
+            ("Start worker", "Start a detached worker that outlives the console",
+             main.action_start_worker),
+            ("Grad-CAM gallery", "Make a Grad-CAM gallery of the selected finished run",
+             main.action_gradcam),
+            ("Filter list", "Show only rows matching some words", main.action_filter),
+            ("Sort list", "Cycle: newest, state, accuracy, level, name", main.action_sort),
+        ):
+            yield SystemCommand(title, help_text, action)
+        for pane, title in (("curves", "Curves"), ("per-class", "Per-class"),
+                            ("confusion", "Confusion"), ("gradcam", "Grad-CAM"),
+                            ("config", "Config"), ("log", "Log"), ("overlay", "Overlay")):
+            yield SystemCommand(f"Tab: {title}", f"Show the {title} tab of the selected row",
+                                lambda pane=pane: main.action_tab(pane))
+
+
+def make_app(runs_dir: Path, data_dir: Path, *, clock: Callable[[], float] = time.time,
+             device_probe: Callable[[], list[DeviceStat]] | None = None,
+             refresh_s: float = 2.0, poll_s: float = 0.5, theme: str | None = None) -> LabApp:
+    """The console on a runs directory, for `lab tui`, the screenshots and the tests. The clock
+    (ages), the device probe and the timers are parameters so snapshots can hold still."""
+    return LabApp(runs_dir, data_dir, clock=clock, device_probe=device_probe,
+                  refresh_s=refresh_s, poll_s=poll_s, theme=theme)

@@ -1,0 +1,194 @@
+"""One row in detail: every record of its run (and its job) read in one go, off the UI thread,
+with unreadable parts collected as errors rather than raised; and where a running run stands."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.runs import RunDir, read_json
+from tui.model import Row, read_events, run_stamp
+
+LOG_TAIL_LINES = 300
+
+
+@dataclass
+class RunDetail:
+    """Everything the tabs show for one row, read in one go off the UI thread."""
+
+    key: str
+    run_id: str | None = None
+    job: dict[str, Any] | None = None
+    state: str = ""
+    config: dict[str, Any] | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    bad_lines: int = 0
+    result: dict[str, Any] | None = None
+    galleries: list[dict[str, Any]] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    weakest: list[str] = field(default_factory=list)
+    stamp: tuple = ()
+
+    def epochs(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == "epoch"]
+
+    def steps(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == "step"]
+
+
+def load_detail(runs_dir: Path, row: Row) -> RunDetail:
+    """Read every record of the row's run (and its job's log); errors are collected, not raised."""
+    runs_dir = Path(runs_dir)
+    job_log = _job_log(runs_dir, row.job_id)
+    detail = RunDetail(key=row.key, run_id=row.run_id, state=row.state)
+    if row.job_id is not None:
+        detail.job = _job_dict(runs_dir, row.job_id)
+        detail.config = (detail.job or {}).get("config")  # until the run has its own config
+    detail.log = _tail(job_log) if job_log else []
+    if row.run_id is None:
+        return detail
+    run = RunDir(runs_dir / row.run_id)
+    detail.stamp = run_stamp(run.path, job_log)
+    for name, read in (("config.json", lambda: read_json(run.config_path)),
+                       ("status.json", lambda: read_json(run.status_path) or {}),
+                       ("result.json", lambda: read_json(run.result_path))):
+        try:
+            value = read()
+        except Exception as exc:  # noqa: BLE001 - shown on this run only
+            detail.errors.append(f"{name}: {exc}")
+            continue
+        if name == "config.json" and value is not None:
+            detail.config = value
+        elif name == "status.json":
+            detail.status = value if isinstance(value, dict) else {}
+        elif name == "result.json":
+            detail.result = value if isinstance(value, dict) else None
+    detail.events, detail.bad_lines = read_events(run.metrics_path)
+    if detail.bad_lines:
+        detail.errors.append(f"metrics.jsonl: {detail.bad_lines} unreadable line(s) skipped "
+                             "(torn or corrupt); the rest is shown")
+    detail.galleries, gallery_errors = read_galleries(run.path / "gradcam")
+    detail.errors += gallery_errors
+    per_class = (detail.result or {}).get("per_class")
+    if isinstance(per_class, list):
+        detail.weakest = weakest(per_class)
+    return detail
+
+
+def weakest(per_class: list[dict[str, Any]], n: int = 3) -> list[str]:
+    """`lab.metrics.weakest_classes` (imported here, in a worker thread: it pulls in
+    scikit-learn), less any class as good as the best one: a perfect class is never "weak"."""
+    try:
+        from lab.metrics import weakest_classes
+
+        best = max(float(r["f1"]) for r in per_class)
+        f1 = {r["class"]: float(r["f1"]) for r in per_class}
+        return [c for c in weakest_classes(per_class, n) if f1[c] < best]
+    except (KeyError, TypeError, ValueError):
+        return []
+
+
+def read_galleries(gradcam_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Galleries with their items and absolute PNG paths (only files the index names).
+
+    Read here rather than through `lab.gradcam`, which imports torch at module level."""
+    errors: list[str] = []
+    try:
+        index = read_json(gradcam_dir / "index.json") or {}
+        entries = index.get("galleries", []) if isinstance(index, dict) else []
+    except Exception as exc:  # noqa: BLE001
+        return [], [f"gradcam/index.json: {exc}"]
+    galleries = []
+    for entry in entries:
+        name = str(entry.get("name", ""))
+        folder = gradcam_dir / name
+        if not name or "/" in name or ".." in name or not folder.is_dir():
+            continue
+        try:
+            gindex = read_json(folder / "index.json") or {}
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"gradcam/{name}/index.json: {exc}")
+            continue
+        items = [{**item, "path": folder / Path(str(item.get("file", ""))).name}
+                 for item in gindex.get("items", []) if isinstance(item, dict)]
+        grid = gindex.get("grid")
+        galleries.append({"name": name, "method": gindex.get("method", entry.get("method")),
+                          "layer": gindex.get("layer"), "items": items,
+                          "grid": folder / Path(str(grid)).name if grid else None})
+    return galleries, errors
+
+
+def _job_log(runs_dir: Path, job_id: int | None) -> Path | None:
+    if job_id is None:
+        return None
+    return runs_dir / "jobs" / f"{job_id}.log"
+
+
+def _job_dict(runs_dir: Path, job_id: int) -> dict[str, Any] | None:
+    try:
+        from lab.queue import JobQueue
+
+        queue = JobQueue.open(runs_dir, create=False)
+        if queue is None:
+            return None
+        with queue:
+            return queue.get(job_id).to_dict()
+    except Exception:  # noqa: BLE001 - the job may be gone; the run still shows
+        return None
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read()
+    except OSError:
+        return []
+    text = data.decode("utf-8", "replace").replace("\r", "\n")
+    return [line for line in text.split("\n") if line.strip()][-lines:]
+
+
+# ---- progress of a running run ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Progress:
+    epoch: int
+    epochs: int
+    fraction: float
+    images_per_s: float | None
+    eta_s: float | None
+
+
+def progress(detail: RunDetail, rate: tuple[float, float] | None = None) -> Progress | None:
+    """Where a run stands: epoch, share of all steps done, speed and time left.
+
+    `rate` is (steps per second, batch size) measured by the caller from how fast the step
+    counter moves; it stands in for speed before the first epoch has reported its own."""
+    start = next((e for e in detail.events if e.get("event") == "start"), None)
+    config = detail.config or {}
+    epochs = int((start or {}).get("epochs") or config.get("epochs") or 0)
+    per_epoch = int((start or {}).get("steps_per_epoch") or 0)
+    if not epochs:
+        return None
+    steps = [int(e.get("step", 0)) for e in detail.events if e.get("event") in ("step", "epoch")]
+    done = max(steps, default=0)
+    finished_epochs = [e for e in detail.events if e.get("event") == "epoch"]
+    epoch = max((int(e.get("epoch", 0)) for e in finished_epochs), default=0)
+    total = epochs * per_epoch
+    fraction = min(1.0, done / total) if total else epoch / epochs
+    ips = None
+    if finished_epochs and finished_epochs[-1].get("images_per_s"):
+        ips = float(finished_epochs[-1]["images_per_s"])
+    elif rate is not None and rate[0] > 0:
+        ips = rate[0] * rate[1]
+    eta = None
+    batch = float(config.get("batch_size") or (rate[1] if rate else 0) or 0)
+    if ips and batch and total:
+        eta = max(0.0, (total - done) * batch / ips)
+    return Progress(epoch=min(epoch + 1, epochs) if fraction < 1 else epochs, epochs=epochs,
+                    fraction=fraction, images_per_s=ips, eta_s=eta)

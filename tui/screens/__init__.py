@@ -1,0 +1,1 @@
+"""Screens of the console; they compose widgets and handle their messages."""

@@ -1,0 +1,136 @@
+"""The compare screen: the study's comparison table, the change against Level 1, a bar chart of
+test accuracy and the validation curves overlaid, for the marked runs or the latest finished
+run of each level. The rows come from `lab.report.comparison`, as in `lab compare`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Static
+
+from lab.plots import bar_chart
+from tui.model import read_events
+from tui.widgets.curves import OverlayView, chart_text
+from tui.widgets.keybar import KeyBar
+
+
+def run_label(row: dict[str, Any]) -> str:
+    """The same name (hence colour) a run has in the list and the overlay."""
+    level, run_id = row.get("level"), str(row["run_id"])
+    return f"L{level} {run_id[-4:]}" if level else f"run {run_id[-4:]}"
+
+
+def comparison_table(rows: list[dict[str, Any]], wide: bool) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), expand=False)
+    for name, justify in (("L", "right"), ("run", "left"), ("model", "left"),
+                          ("augmentation", "left"), ("WD", "right"), ("test acc", "right"),
+                          ("Δ vs L1", "right"), ("study", "right")):
+        if name in ("augmentation", "WD") and not wide:
+            continue
+        table.add_column(name, justify=justify, no_wrap=name != "model")  # type: ignore[arg-type]
+    for r in rows:
+        delta = r.get("delta_vs_l1")
+        delta_text = Text("–") if delta is None else Text(
+            f"{100 * delta:+.2f}", style="green" if delta > 0 else "red" if delta < 0 else "")
+        cells: list[Any] = [str(r["level"] or "–"), Text(run_label(r), style="bold"), r["model"]]
+        if wide:
+            cells += [r["augmentation"], f"{r['weight_decay']:g}"]
+        cells += [Text(_pct(r["test_acc"]), style="bold"), delta_text,
+                  _pct(r["seed_acc"])]
+        table.add_row(*cells)
+    setups = sorted({f"{r['dataset']} {r['image_size']}px {r['epochs']}ep" for r in rows})
+    table.caption = (f"{'; '.join(setups)} · Δ: points vs Level 1 · study: the seed's "
+                     "CIFAR-10 result") if rows else "no finished runs to compare yet"
+    return table
+
+
+class CompareScreen(Screen):
+    """Shows a comparison computed off the UI thread; q or escape goes back."""
+
+    BINDINGS = [
+        Binding("escape,q,m", "app.pop_screen", "back"),
+        Binding("r", "reload", "reload"),
+    ]
+
+    class Loaded(Message):
+        def __init__(self, rows: list[dict[str, Any]], epochs: dict[str, list[dict]],
+                     error: str | None) -> None:
+            super().__init__()
+            self.rows, self.epochs, self.error = rows, epochs, error
+
+    def __init__(self, runs_dir: Path, refs: list[str] | None = None) -> None:
+        super().__init__()
+        self.runs_dir, self.refs = Path(runs_dir), refs
+        self.rows: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        what = f"{len(self.refs)} marked runs" if self.refs else \
+            "latest finished run of each level"
+        yield Static(Text.assemble((" Compare", "bold"), f" · {what}"), id="compare-title")
+        with VerticalScroll(id="compare-body"):
+            yield Static(Text("loading…", style="dim"), id="compare-table")
+            with Horizontal(id="compare-charts"):
+                yield Static(id="compare-bars")
+                yield OverlayView(fixed_height=12, id="compare-overlay")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self._load()
+
+    @work(thread=True, exclusive=True, group="compare")
+    def _load(self) -> None:
+        from lab.report import comparison
+
+        try:
+            rows = comparison(self.runs_dir, self.refs)
+        except Exception as exc:  # noqa: BLE001 - one line on the screen, not a crash
+            self.post_message(self.Loaded([], {}, str(exc)))
+            return
+        epochs = {run_label(r): [e for e in read_events(self.runs_dir / r["run_id"] /
+                                                        "metrics.jsonl")[0]
+                                 if e.get("event") == "epoch"] for r in rows}
+        self.post_message(self.Loaded(rows, epochs, None))
+
+    def on_compare_screen_loaded(self, message: Loaded) -> None:
+        self.rows = message.rows
+        table = self.query_one("#compare-table", Static)
+        if message.error:
+            table.update(Text(f"! {message.error}", style="bold red"))
+            return
+        table.update(comparison_table(message.rows, wide=self.size.width >= 100))
+        self.query_one(OverlayView).series = message.epochs
+        self._draw_bars()
+
+    def on_resize(self) -> None:
+        if self.rows:
+            self.query_one("#compare-table", Static).update(
+                comparison_table(self.rows, wide=self.size.width >= 100))
+            self._draw_bars()
+
+    def _draw_bars(self) -> None:
+        bars = self.query_one("#compare-bars", Static)
+        rows = [r for r in self.rows if r.get("test_acc") is not None]
+        width = max(20, bars.size.width - 1 or self.size.width // 2 - 1)
+        chart = bar_chart([run_label(r) for r in rows], [100 * r["test_acc"] for r in rows],
+                          title="test accuracy (%)", width=width, height=12)
+        bars.update(chart_text(chart))
+
+    def names(self) -> list[str]:
+        return [run_label(r) for r in self.rows]
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"

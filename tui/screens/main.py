@@ -1,0 +1,385 @@
+"""The main screen: the jobs-and-runs list beside the selected row's tabs.
+
+Reading records and talking to the queue happen in thread workers that post messages; the
+handlers here hand the results to widgets. Timers drive the refresh: the list every
+`refresh_s`, the selected run's files every `poll_s` (a stat of a few files, so a new line in
+`metrics.jsonl` reaches the Curves tab within a second), the devices every 2 s.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from tui.detail import RunDetail, load_detail
+from tui.device import DeviceStat
+from tui.model import Row, RowSource, Snapshot, read_events, run_stamp
+from tui.screens.compare import CompareScreen
+from tui.screens.gradcam_dialog import GalleryRequest, GradcamDialog
+from tui.screens.new_job import ConfirmScreen, JobRequest, NewJobScreen
+from tui.widgets.keybar import KeyBar
+from tui.widgets.run_list import RunList
+from tui.widgets.run_tabs import TABS, RunTabs
+from tui.widgets.topbar import DevicePanel, TopBar
+
+if TYPE_CHECKING:
+    from tui.app import LabApp
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        Binding("n", "new_job", "new", tooltip="new job: level, epochs, size, batch, lr, data, "
+                "priority; submitted to the queue"),
+        Binding("c", "cancel_job", "cancel", tooltip="cancel the selected job (a running one "
+                "stops at its next batch; its run is kept)"),
+        Binding("r", "retry_job", "retry", tooltip="queue the selected failed, cancelled or "
+                "interrupted job again (it resumes from its checkpoint)"),
+        Binding("m", "compare", "compare", tooltip="compare screen: the marked runs, or the "
+                "latest finished run of each level"),
+        Binding("slash", "filter", "filter", key_display="/",
+                tooltip="filter the list by words (name, state, data, l1, #12 ...)"),
+        Binding("s", "sort", "sort", tooltip="sort the list: newest, state, accuracy, level, "
+                "name"),
+        Binding("g", "gradcam", "grad-cam", tooltip="make a Grad-CAM gallery of the selected "
+                "finished run"),
+        Binding("w", "start_worker", "worker", tooltip="start a detached worker (it keeps "
+                "running after the console quits)"),
+        Binding("escape", "clear_filter", "clear filter", show=False,
+                tooltip="clear the filter"),
+        *[Binding(str(i), f"tab('{pane}')", "tabs" if i == 1 else f"{title} tab",
+                  show=i == 1, key_display="1-7" if i == 1 else None)
+          for i, (pane, title) in enumerate(TABS, start=1)],
+    ]
+
+    # ---- messages from workers -------------------------------------------------------------
+    class RowsLoaded(Message):
+        def __init__(self, snapshot: Snapshot) -> None:
+            super().__init__()
+            self.snapshot = snapshot
+
+    class DetailLoaded(Message):
+        def __init__(self, detail: RunDetail) -> None:
+            super().__init__()
+            self.detail = detail
+
+    class OverlayLoaded(Message):
+        def __init__(self, series: dict[str, list[dict]]) -> None:
+            super().__init__()
+            self.series = series
+
+    class DevicesSampled(Message):
+        def __init__(self, stats: list[DeviceStat]) -> None:
+            super().__init__()
+            self.stats = stats
+
+    class Problem(Message):
+        """A background read failed as a whole (not one run: those show on their row)."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class Done(Message):
+        """A queue action, a worker start or a gallery finished: say so, then refresh."""
+
+        def __init__(self, text: str, ok: bool = True, offer_worker: bool = False) -> None:
+            super().__init__()
+            self.text, self.ok, self.offer_worker = text, ok, offer_worker
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.row: Row | None = None
+        self.detail: RunDetail | None = None
+        self.loaded_once = False
+        self._rate_obs: dict[str, tuple[float, int]] = {}  # run id -> first (time, step) seen
+        self._source: RowSource | None = None
+        self._busy: dict[str, Worker] = {}  # the latest rows / detail worker
+
+    @property
+    def lab(self) -> LabApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(self.lab.runs_label, id="topbar")
+        with Horizontal(id="body"):
+            yield RunList(clock=self.lab.clock, id="runs")
+            yield RunTabs(id="run-tabs")
+        yield KeyBar(id="keys")
+
+    def on_mount(self) -> None:
+        self._source = RowSource(self.lab.runs_dir)
+        self.query_one("#table").focus()
+        self.refresh_rows()
+        self.set_interval(self.lab.refresh_s, self.refresh_rows)
+        self.set_interval(self.lab.poll_s, self.poll_selected)
+        self.sample_devices()
+        self.set_interval(2.0, self.sample_devices)
+
+    @property
+    def run_list(self) -> RunList:
+        return self.query_one(RunList)
+
+    @property
+    def tabs(self) -> RunTabs:
+        return self.query_one(RunTabs)
+
+    def _in_flight(self, name: str) -> bool:
+        """Whether the last `name` worker is still at it: a timer then skips its turn rather
+        than cancel it (a read slower than the timer would otherwise never finish)."""
+        worker = self._busy.get(name)
+        return worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+
+    def on_main_screen_problem(self, message: Problem) -> None:
+        self.notify(message.text, severity="error", timeout=10)
+
+    # ---- the list --------------------------------------------------------------------------
+    def refresh_rows(self) -> None:
+        if not self._in_flight("rows"):
+            self._busy["rows"] = self._read_rows()
+
+    @work(thread=True, exclusive=True, group="rows", exit_on_error=False)
+    def _read_rows(self) -> None:
+        assert self._source is not None
+        try:
+            snapshot = self._source.load()
+        except Exception as exc:  # noqa: BLE001 - say so; the next refresh tries again
+            self.post_message(self.Problem(f"cannot read {self.lab.runs_dir}: {exc}"))
+            return
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.RowsLoaded(snapshot))
+
+    def on_main_screen_rows_loaded(self, message: RowsLoaded) -> None:
+        snap = message.snapshot
+        self.run_list.rows = snap.rows
+        topbar = self.query_one(TopBar)
+        topbar.worker_rows = snap.workers
+        topbar.problem = snap.queue_error or ""
+        if self.run_list.marked:
+            self.load_overlay(self.run_list.marked_rows())
+        if not self.loaded_once:
+            self.loaded_once = True
+            self.lab.post_message(self.lab.Ready(len(snap.rows)))
+
+    @on(RunList.Highlighted)
+    def _highlighted(self, message: RunList.Highlighted) -> None:
+        prev, row = self.row, message.row
+        self.row = row
+        if row is None:
+            self.detail = None
+            self.tabs.detail = None
+            return
+        if prev is None or (prev.key, prev.run_id, prev.state) != (row.key, row.run_id,
+                                                                   row.state):
+            self.load_detail(row)  # another row: cancel (ignore) a read of the previous one
+
+    @on(RunList.MarksChanged)
+    def _marks(self, message: RunList.MarksChanged) -> None:
+        self.load_overlay(message.rows)
+
+    # ---- the selected run ------------------------------------------------------------------
+    def load_detail(self, row: Row) -> None:
+        self._busy["detail"] = self._read_detail(row)
+
+    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
+    def _read_detail(self, row: Row) -> None:
+        try:
+            detail = load_detail(self.lab.runs_dir, row)
+        except Exception as exc:  # noqa: BLE001 - load_detail collects per-file errors itself
+            self.post_message(self.Problem(f"cannot read {row.name}: {exc}"))
+            return
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.DetailLoaded(detail))
+
+    def poll_selected(self) -> None:
+        """Cheap: a stat of the selected run's files; a change reloads its detail."""
+        row, detail = self.row, self.detail
+        if row is None or row.run_id is None or detail is None or detail.key != row.key \
+                or self._in_flight("detail"):
+            return
+        job_log = self.lab.runs_dir / "jobs" / f"{row.job_id}.log" if row.job_id else None
+        if run_stamp(self.lab.runs_dir / row.run_id, job_log) != detail.stamp:
+            self.load_detail(row)
+
+    def on_main_screen_detail_loaded(self, message: DetailLoaded) -> None:
+        detail = message.detail
+        if self.row is None or detail.key != self.row.key:
+            return  # the cursor moved on meanwhile
+        self.detail = detail
+        self.tabs.detail = detail
+        self.tabs.curves.rate = self._rate(detail)
+
+    def _rate(self, detail: RunDetail) -> tuple[float, float] | None:
+        """Steps per second seen since the console first saw this run move, and its batch."""
+        if detail.run_id is None or detail.state not in ("running", "cancelling"):
+            return None
+        steps = [int(e.get("step", 0)) for e in detail.events if e.get("event") == "step"]
+        if not steps:
+            return None
+        now, step = time.monotonic(), max(steps)
+        first = self._rate_obs.setdefault(detail.run_id, (now, step))
+        if now - first[0] < 1.0 or step <= first[1]:
+            return None
+        batch = float((detail.config or {}).get("batch_size") or 0)
+        return (step - first[1]) / (now - first[0]), batch
+
+    @work(thread=True, exclusive=True, group="overlay", exit_on_error=False)
+    def load_overlay(self, rows: list[Row]) -> None:
+        series = {}
+        for row in rows:
+            if row.run_id is not None:
+                events, _ = read_events(self.lab.runs_dir / row.run_id / "metrics.jsonl")
+                series[row.label] = [e for e in events if e.get("event") == "epoch"]
+            else:
+                series[row.label] = []
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.OverlayLoaded(series))
+
+    def on_main_screen_overlay_loaded(self, message: OverlayLoaded) -> None:
+        self.tabs.overlay.series = message.series
+
+    # ---- devices ---------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="devices", exit_on_error=False)
+    def sample_devices(self) -> None:
+        stats = self.lab.device_probe()
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.DevicesSampled(stats))
+
+    def on_main_screen_devices_sampled(self, message: DevicesSampled) -> None:
+        self.query_one(DevicePanel).stats = message.stats
+
+    # ---- actions ---------------------------------------------------------------------------
+    def action_tab(self, pane: str) -> None:
+        self.tabs.active = pane
+
+    def action_filter(self) -> None:
+        self.run_list.open_filter()
+
+    def action_clear_filter(self) -> None:
+        self.run_list.clear_filter()
+
+    def action_sort(self) -> None:
+        self.run_list.cycle_sort()
+
+    def action_compare(self) -> None:
+        refs = [r.run_id for r in self.run_list.marked_rows() if r.run_id]
+        self.app.push_screen(CompareScreen(self.lab.runs_dir, refs or None))
+
+    def action_new_job(self) -> None:
+        level = self.row.level if self.row and self.row.level else 1
+        self.app.push_screen(NewJobScreen(level=level), self._submit)
+
+    def _submit(self, request: JobRequest | None) -> None:
+        if request is not None:
+            self.submit_job(request)
+
+    @work(thread=True, group="queue", exit_on_error=False)
+    def submit_job(self, request: JobRequest) -> None:
+        from tui import jobs
+
+        def call() -> Message:
+            job_id, alive = jobs.submit(self.lab.runs_dir, request.config, request.priority)
+            return self.Done(f"job {job_id} queued: {request.config.label} on "
+                             f"{request.config.dataset}", offer_worker=not alive)
+
+        self._report(call)
+
+    def action_cancel_job(self) -> None:
+        row = self._job_row("cancel")
+        if row is not None:
+            self._queue_call("cancel", row.job_id)
+
+    def action_retry_job(self) -> None:
+        row = self._job_row("retry")
+        if row is not None:
+            self._queue_call("retry", row.job_id)
+
+    def _job_row(self, verb: str) -> Row | None:
+        row = self.row
+        if row is None or row.job_id is None:
+            self.notify(f"only jobs can be {verb}led: this run was not started through the "
+                        "queue" if row else "nothing selected", severity="warning")
+            return None
+        return row
+
+    @work(thread=True, group="queue", exit_on_error=False)
+    def _queue_call(self, verb: str, job_id: Any) -> None:
+        from tui import jobs
+
+        self._report(lambda: self.Done(getattr(jobs, verb)(self.lab.runs_dir, job_id)))
+
+    def action_start_worker(self) -> None:
+        alive = self.query_one(TopBar).worker_rows
+        if alive:  # a second `--gpus all` worker would put two jobs on each GPU
+            pids = ", ".join(str(w["pid"]) for w in alive)
+            self.notify(f"a worker is already running (pid {pids}); for more, start them "
+                        "by hand on other GPUs: lab worker --gpus N --detach",
+                        severity="warning", timeout=8)
+            return
+        self.notify("starting a detached worker…")
+        self.start_worker()
+
+    @work(thread=True, exclusive=True, group="worker-start", exit_on_error=False)
+    def start_worker(self) -> None:
+        from tui import jobs
+
+        self._report(lambda: self.Done(jobs.start_worker(self.lab.runs_dir, self.lab.data_dir)))
+
+    def _report(self, call: Any) -> None:
+        """Run a blocking call (in a worker thread) and post its outcome as one line."""
+        try:
+            message = call()
+        except Exception as exc:  # noqa: BLE001 - every failure is a line, never a crash
+            message = self.Done(str(exc), ok=False)
+        self.post_message(message)
+
+    def on_main_screen_done(self, message: Done) -> None:
+        self.notify(message.text, severity="information" if message.ok else "error",
+                    timeout=6 if message.ok else 10)
+        self.query_one(RunTabs).gradcam.busy = ""
+        self.refresh_rows()
+        if self.row is not None:
+            self.load_detail(self.row)
+        if message.offer_worker:
+            self.app.push_screen(
+                ConfirmScreen("No worker is running, so the job will wait.\n"
+                              "Start a detached worker now? It keeps running after you quit.",
+                              yes="Start worker", no="Not now"),
+                lambda yes: self.action_start_worker() if yes else None)
+
+    def action_gradcam(self) -> None:
+        row = self.row
+        if row is None or row.run_id is None or row.state != "done":
+            self.notify("Grad-CAM needs a finished run: select one that is done",
+                        severity="warning")
+            return
+        self.tabs.active = "gradcam"
+        self.app.push_screen(GradcamDialog(row.run_id),
+                             lambda req: self._gallery_asked(row.run_id, req))
+
+    def _gallery_asked(self, run_id: str | None, request: GalleryRequest | None) -> None:
+        if request is None or run_id is None:
+            return
+        self.tabs.gradcam.busy = f"making a {request.method} gallery ({request.n} per class)…"
+        self.make_gallery(run_id, request)
+
+    @work(thread=True, exclusive=True, group="gradcam", exit_on_error=False)
+    def make_gallery(self, run_id: str, request: GalleryRequest) -> None:
+        def call() -> Message:
+            from lab.explain import explain_run  # torch: only when asked for
+            from lab.runs import RunDir
+
+            run = RunDir(Path(self.lab.runs_dir) / run_id)
+            gallery = explain_run(run, self.lab.data_dir, n=request.n, method=request.method,
+                                  wrong_only=request.wrong_only)
+            return self.Done(f"gallery {gallery['name']}: {len(gallery['items'])} images")
+
+        self._report(call)

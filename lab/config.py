@@ -69,7 +69,6 @@ class RunConfig:
     compile: bool = False  # torch.compile the training module (Grad-CAM uses the plain one)
     log_every: int = 20  # steps between step events in metrics.jsonl
     gradcam: int = 2  # Grad-CAM images per class and kind (right, wrong) after a run; 0: none
-    recipe: str = "seed"  # seed (the study's) | tuned (lab.levels.tuned_config)
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -203,8 +202,6 @@ class RunConfig:
             raise bad("device", "must be auto, cpu, cuda, cuda:N or mps")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
-        if self.recipe not in ("seed", "tuned"):
-            raise bad("recipe", "must be seed or tuned")
         if not 1 <= self.log_every <= 100000:
             raise bad("log_every", "must be between 1 and 100000")
         if not 0 <= self.gradcam <= 1000:

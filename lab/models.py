@@ -24,7 +24,7 @@ class CustomCNN(nn.Module):
     """Level 3: N × (Conv3×3-BN-ReLU-MaxPool2), then FC, ReLU, Dropout, FC; any input size.
 
     `convs` > 1 stacks more Conv-BN-ReLU layers in each block before its pooling (VGG style),
-    which the tuned recipe uses; the study's network has one.
+    for a deeper plain CNN of the same family; the study's network has one.
     """
 
     def __init__(self, num_classes: int, image_size: int,

@@ -73,3 +73,28 @@ def test_level3_preset_is_the_study_cnn() -> None:
     assert gradcam_target_layer(model) is model.features[-1]
     r = build_model(level_config(1).replace(weights="none"), 10)
     assert gradcam_target_layer(r) is r.layer4[-1]
+
+
+def test_custom_cnn_stacks_convs_per_block() -> None:
+    model = build_model(level_config(3).replace(image_size=32, cnn_convs=2), 10)
+    kinds = [type(m).__name__ for m in model.features[1]]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU"] * 2 + ["MaxPool2d"]
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_tta_flip_averages_an_image_and_its_mirror() -> None:
+    from lab.data.loader import DeviceLoader
+    from lab.train import evaluate
+
+    torch.manual_seed(0)
+    model = CustomCNN(3, 16, channels=(4, 8, 8, 8), hidden=8).eval()
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    labels = torch.arange(8) % 3
+    loader = DeviceLoader(images, labels, batch_size=8, image_size=16)
+    plain = evaluate(model, loader, None, want_predictions=True)
+    tta = evaluate(model, loader, None, want_predictions=True, tta_flip=True)
+    (batch, _), = list(loader)
+    with torch.no_grad():
+        expected = ((model(batch) + model(torch.flip(batch, dims=[-1]))) / 2).softmax(1)
+    assert torch.allclose(torch.from_numpy(tta["confidence"]).float(), expected.amax(1), atol=1e-5)
+    assert not torch.allclose(torch.from_numpy(plain["confidence"]).float(), expected.amax(1))

@@ -76,15 +76,17 @@ class RunConfig:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        """Build from a plain dict (a saved config.json), refusing keys this version lacks."""
+    def from_dict(cls, data: dict[str, Any], strict: bool = True) -> RunConfig:
+        """Build from a plain dict. Input from a person (`--config`) is `strict`: an unknown key
+        is refused. A record on disk is read leniently: a key written by another version of
+        lab is dropped, so older and newer runs stay readable; values are still validated."""
         if not isinstance(data, dict):
             raise ConfigError("a run config must be a JSON object")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
-        if unknown:
+        if unknown and strict:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-        return cls(**{k: _coerce(k, v) for k, v in data.items()})
+        return cls(**{k: _coerce(k, v) for k, v in data.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

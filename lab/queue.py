@@ -106,7 +106,7 @@ class Job:
         return "cancelling" if self.state == "running" and self.cancel_requested else self.state
 
     def run_config(self) -> RunConfig:
-        return RunConfig.from_dict(self.config)
+        return RunConfig.from_dict(self.config, strict=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, timestamps as ISO 8601 (UTC)."""

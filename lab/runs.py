@@ -143,7 +143,7 @@ class RunDir:
         data = read_json(self.config_path)
         if data is None:
             raise NotFoundError(f"run {self.id} has no config.json")
-        return RunConfig.from_dict(data)
+        return RunConfig.from_dict(data, strict=False)
 
     def status(self) -> dict[str, Any]:
         return read_json(self.status_path) or {"state": "created"}

@@ -87,3 +87,17 @@ def test_dead_running_run_reads_as_interrupted_and_corrupt_run_is_marked(tmp_pat
     rows = {r["run_id"]: r for r in map(summarize, list_runs(tmp_path))}
     assert rows[broken.id]["state"] == "corrupt"
     assert rows[run.id]["state"] == "running"
+
+
+def test_a_config_key_from_another_version_does_not_make_a_run_unreadable(tmp_path: Path) -> None:
+    run = new_run(tmp_path, level_config(3))
+    data = json.loads(run.config_path.read_text())
+    data["recipe"] = "tuned"  # a field this version does not know
+    del data["tta_flip"]  # and one an older version did not write
+    run.config_path.write_text(json.dumps(data))
+    assert run.config() == level_config(3)
+    assert summarize(run)["state"] == "created"
+    with pytest.raises(ConfigError, match="unknown config key"):
+        from lab.config import RunConfig
+
+        RunConfig.from_dict(data)  # from a person (--config), the same key is refused

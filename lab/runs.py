@@ -84,21 +84,30 @@ def append_jsonl(path: Path, event: dict[str, Any], sync: bool = False) -> None:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every complete, valid line; a torn or corrupt line is skipped rather than fatal."""
+    return read_jsonl_counted(path)[0]
+
+
+def read_jsonl_counted(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The valid events and how many lines could not be read (torn or corrupt), for readers
+    that flag such a run instead of silently skipping."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        return []
-    events = []
+        return [], 0
+    events, bad = [], 0
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue
         try:
             obj = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
+            bad += 1
             continue
         if isinstance(obj, dict):
             events.append(obj)
-    return events
+        else:
+            bad += 1
+    return events, bad
 
 
 def read_json(path: Path) -> Any:

@@ -7,7 +7,6 @@ that run's row, so one corrupt run can never hide the others.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -16,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lab.runs import RunDir, list_runs, summarize
+from lab.runs import RunDir, list_runs, read_jsonl_counted, summarize
 
 STATE_ICONS = {"running": "▶", "queued": "·", "done": "✓", "failed": "✗", "cancelled": "⊘",
                "cancelling": "⊘", "interrupted": "‖", "created": "·", "corrupt": "!"}
@@ -108,25 +107,7 @@ def parse_time(value: Any) -> float | None:
 
 def read_events(path: Path) -> tuple[list[dict[str, Any]], int]:
     """Complete events and the number of lines that could not be read (torn or corrupt)."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        return [], 0
-    events, bad = [], 0
-    for raw in data.split(b"\n"):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            bad += 1
-            continue
-        if isinstance(obj, dict):
-            events.append(obj)
-        else:
-            bad += 1
-    return events, bad
-
+    return read_jsonl_counted(path)
 
 def run_stamp(path: Path, job_log: Path | None = None) -> tuple:
     """What changes when a run moves on: sizes and mtimes of its records (cheap to poll)."""

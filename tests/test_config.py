@@ -94,3 +94,18 @@ def test_demo_configs_use_digits_on_cpu_and_say_where_weights_come_from() -> Non
     assert all(c.dataset == "digits" and c.device == "cpu" for c in offline)
     assert [c.weights for c in offline] == ["none", "none", "none"]
     assert [c.weights for c in demo_configs(imagenet_available=True)][:2] == ["imagenet"] * 2
+
+
+def test_tuned_recipes_keep_each_level_s_model_family() -> None:
+    from lab.levels import build_config, recipe_config
+
+    for level in (1, 2, 3):
+        seed, tuned = level_config(level), recipe_config(level, "tuned")
+        assert (tuned.model, tuned.weights, tuned.augment, tuned.level) == (
+            seed.model, seed.weights, seed.augment, seed.level)
+        assert tuned != seed
+    assert recipe_config(3, "seed") == level_config(3)
+    tuned3 = build_config(3, None, {"epochs": 2}, ["seed=4"], recipe="tuned")
+    assert (tuned3.epochs, tuned3.seed, tuned3.cnn_convs, tuned3.image_size) == (2, 4, 2, 32)
+    with pytest.raises(ConfigError, match="recipe 'fast' does not exist"):
+        recipe_config(3, "fast")

@@ -28,6 +28,7 @@ from lab.cli.run import (
     ImageSizeOpt,
     LrOpt,
     PrecisionOpt,
+    RecipeOpt,
     SeedOpt,
     SetOpt,
     WeightsOpt,
@@ -53,6 +54,7 @@ def submit(
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,
     assignments: SetOpt = None,
+    recipe: RecipeOpt = "seed",
     priority: Annotated[int, typer.Option(
         help="Higher runs first; equal priorities run in submission order.")] = 0,
     json_out: JsonOpt = False,
@@ -76,7 +78,8 @@ def submit(
         raise ConfigError("choose --level 1|2|3 (repeatable) or --config FILE",
                           hint="see `lab levels`")
     else:
-        configs = [build_config(level, None, options, assignments or []) for level in levels]
+        configs = [build_config(level, None, options, assignments or [], recipe=recipe)
+                   for level in levels]
     configs = [queueable(c) for c in configs]  # every config checked before anything is written
     check_priority(priority)
     with JobQueue.open(runs_dir(runs)) as queue:

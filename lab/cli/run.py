@@ -28,6 +28,7 @@ DeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.
 PrecisionOpt = Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16.",
                                                   show_default=False)]
 SeedOpt = Annotated[int | None, typer.Option(help="Training seed.", show_default=False)]
+RecipeOpt = Annotated[str, typer.Option(help="seed (the study's presets) | tuned.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Any config field: --set KEY=VALUE (repeatable; see `lab levels --json`).",
     show_default=False)]
@@ -47,6 +48,7 @@ def run(
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,
     assignments: SetOpt = None,
+    recipe: RecipeOpt = "seed",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     runs: RunsDirOpt = None,
@@ -55,7 +57,8 @@ def run(
     """Train one run in the foreground and print its result; exit 0 only on success."""
     config = build_config(level, config_file, dict(
         epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr, weights=weights,
-        dataset=dataset, device=device, precision=precision, seed=seed), assignments or [])
+        dataset=dataset, device=device, precision=precision, seed=seed), assignments or [],
+        recipe=recipe)
     run_id, result = _train(config, runs_dir(runs), data_dir(data), quiet)
     _print_result(run_id, result, json_out)
 

@@ -60,11 +60,11 @@ _TUNED: dict[int, dict[str, Any]] = {
     2: dict(optimizer="sgd", lr=0.01, momentum=0.9, scheduler="onecycle", label_smoothing=0.1,
             weight_decay=5e-4, batch_size=128, eval_batch_size=512, tta_flip=True, dropout=0.2,
             rotation=0.0, brightness=0.0, contrast=0.0, saturation=0.0),
-    3: dict(image_size=32, cnn_channels=(32, 64, 128, 256), cnn_convs=2, cnn_hidden=256,
-            dropout=0.2, optimizer="sgd", lr=0.05, momentum=0.9, scheduler="onecycle",
+    3: dict(image_size=32, cnn_channels=(24, 48, 96, 192), cnn_convs=2, cnn_hidden=256,
+            dropout=0.0, optimizer="sgd", lr=0.08, momentum=0.9, scheduler="onecycle",
             label_smoothing=0.1, weight_decay=5e-4, batch_size=128, eval_batch_size=512,
-            epochs=6, rotation=0.0, brightness=0.0, contrast=0.0, saturation=0.0,
-            tta_flip=True),
+            epochs=12, rotation=0.0, brightness=0.0, contrast=0.0, saturation=0.0,
+            tta_flip=True, channels_last=True),
 }
 RECIPES = ("seed", "tuned")
 

@@ -12,7 +12,6 @@ import typer
 from lab.cli import bench, data, gradcam, info, jobs, results, watch
 from lab.cli import report as report_cmds
 from lab.cli import run as run_cmds
-from lab.cli import tui as tui_cmds
 from lab.cli import worker as worker_cmds
 from lab.errors import ExitCode, LabError
 
@@ -43,12 +42,28 @@ app.command()(jobs.logs)
 app.command()(watch.watch)
 app.add_typer(worker_cmds.app, name="worker")
 app.add_typer(gradcam.app, name="gradcam")
-app.command()(tui_cmds.tui)
+
+
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Commands other packages add through the `lab.commands` entry point (the console's
+    `lab tui` and `lab gradcam show`), loaded at start-up rather than imported by `lab/`."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="lab.commands"):
+        entry.load()(app, {"gradcam": gradcam.app})
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning errors into `lab: error: ...` and an exit code."""
     code = ExitCode.OK
+    load_plugins()
     try:
         rv = app(args=argv, prog_name="lab", standalone_mode=False)
         code = rv if isinstance(rv, int) else ExitCode.OK

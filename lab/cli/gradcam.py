@@ -1,21 +1,17 @@
-"""`lab gradcam RUN ...` makes a gallery; `lab gradcam show RUN [FILE]` draws one in the terminal.
+"""`lab gradcam RUN ...` makes a gallery from a finished run's checkpoint.
 
-Drawing uses textual-image's Rich renderables: Kitty graphics or Sixel when the terminal answers
-that it supports them, coloured half-cell blocks otherwise (what a plain SSH session gets), and
-plain Unicode shading when the output is not a terminal at all.
+`lab gradcam show` (drawing in the terminal) belongs to the `tui` package, which registers it
+on this group: terminal graphics stay out of `lab/` (see `tui/commands.py`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from lab.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, data_dir, out, print_json, runs_dir
-
-MODES = ("auto", "kitty", "sixel", "halfcell", "unicode")
 
 
 class _DefaultToMake(TyperGroup):
@@ -62,82 +58,3 @@ def make(
     out.print(f"gallery [bold]{gallery['name']}[/] ({gallery['method']} on {gallery['layer']}): "
               f"{right} right, {len(gallery['items']) - right} wrong in {folder}")
     out.print(f"see it with: lab gradcam show {run.id} --gallery {gallery['name']}")
-
-
-@app.command()
-def show(
-    run_ref: RunArg,
-    file: Annotated[str | None, typer.Argument(help="A PNG of the gallery (default: its grid).",
-                                               show_default=False)] = None,
-    gallery: Annotated[str | None, typer.Option(help="Gallery name (default: the newest).",
-                                                show_default=False)] = None,
-    mode: Annotated[str, typer.Option(help="auto | kitty | sixel | halfcell | unicode.")] = "auto",
-    width: Annotated[int | None, typer.Option(help="Image width in terminal cells.",
-                                              show_default=False)] = None,
-    runs: RunsDirOpt = None,
-) -> None:
-    """Draw a saved heatmap in the terminal, its caption beside it."""
-    from PIL import Image as PILImage
-    from rich.table import Table
-    from rich.text import Text
-
-    from lab.errors import ConfigError
-    from lab.runs import resolve_run
-
-    if mode not in MODES:
-        raise ConfigError(f"--mode {mode!r}: choose {', '.join(MODES)}")
-    run = resolve_run(runs_dir(runs), run_ref)
-    path, caption = _locate(run.path / "gradcam", gallery, file)
-    renderable = _image_class(mode)(PILImage.open(path), width=width or _default_width(path))
-    layout = Table.grid(padding=(0, 2))
-    layout.add_column()
-    layout.add_column(max_width=40)
-    layout.add_row(renderable, Text(caption))
-    out.print(layout)
-
-
-def _locate(gradcam_dir: Path, gallery: str | None, file: str | None) -> tuple[Path, str]:
-    """The PNG to show and its caption; only files listed in a gallery index can be named."""
-    from lab.errors import NotFoundError
-    from lab.gradcam import read_galleries
-    from lab.runs import read_json
-
-    galleries = read_galleries(gradcam_dir)
-    if not galleries:
-        raise NotFoundError(f"{gradcam_dir.parent.name} has no Grad-CAM gallery",
-                            hint=f"make one with `lab gradcam {gradcam_dir.parent.name}`")
-    if gallery is not None:
-        galleries = [g for g in galleries if g["name"] == gallery]
-        if not galleries:
-            raise NotFoundError(f"no gallery {gallery!r} in this run")
-    for entry in galleries:
-        index = read_json(gradcam_dir / entry["name"] / "index.json") or {}
-        header = f"{entry['name']}: {index.get('method')} on {index.get('layer')}"
-        if file is None:
-            if not index.get("grid"):
-                raise NotFoundError(f"gallery {entry['name']!r} is empty")
-            right = sum(1 for i in index["items"] if i["correct"])
-            text = (f"{header}\n{right} right (green), {len(index['items']) - right} wrong (red)"
-                    "\nlabels: true>predicted confidence")
-            return gradcam_dir / entry["name"] / index["grid"], text
-        name = Path(file).name
-        for item in index.get("items", []):
-            if item["file"] == name:
-                text = (f"{header}\n{item['caption']}\ntest image #{item['test_index']}\n"
-                        f"{'right' if item['correct'] else 'WRONG'}")
-                return gradcam_dir / entry["name"] / item["file"], text
-    raise NotFoundError(f"no image {file!r} in the gallery index",
-                        hint="`lab gradcam show RUN` shows the grid; its files are in the index")
-
-
-def _image_class(mode: str) -> Any:
-    from textual_image import renderable
-
-    return {"auto": renderable.Image, "kitty": renderable.TGPImage,
-            "sixel": renderable.SixelImage, "halfcell": renderable.HalfcellImage,
-            "unicode": renderable.UnicodeImage}[mode]
-
-
-def _default_width(path: Path) -> int:
-    columns = out.width
-    return max(20, min(columns - 44, 100 if "grid" in path.name else 64))

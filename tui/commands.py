@@ -1,0 +1,146 @@
+"""Commands the `tui` package adds to the `lab` CLI: `lab tui` and `lab gradcam show`.
+
+Both draw in the terminal with Textual or textual-image, so they live here rather than in `lab/`,
+which stays headless. `lab.cli.main` loads them through the `lab.commands` entry point; this
+module imports only Typer and the CLI's shared options at load time, so `lab --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lab.cli.common import DataDirOpt, RunsDirOpt, data_dir, out, runs_dir
+
+MODES = ("auto", "kitty", "sixel", "halfcell", "unicode")
+RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id, prefix or 'latest'.")]
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    """Add this package's commands to the `lab` app and its `gradcam` group."""
+    app.command()(tui)
+    groups["gradcam"].command()(show)
+
+
+def tui(
+    runs: RunsDirOpt = None,
+    data: DataDirOpt = None,
+    screenshot: Annotated[Path | None, typer.Option(
+        "--screenshot", help="Render headless and save an SVG of the screen here, then exit.",
+        show_default=False)] = None,
+    size: Annotated[str, typer.Option(help="Screenshot size, COLUMNSxROWS.")] = "120x40",
+    press: Annotated[str, typer.Option(
+        help="Screenshot: keys to press first, comma-separated (e.g. 'down,space,down,space,7')."
+    )] = "",
+    theme: Annotated[str | None, typer.Option(
+        help="Textual theme, e.g. textual-dark or textual-light.", show_default=False)] = None,
+) -> None:
+    """The lab console: jobs and runs, live curves, compare, new jobs, Grad-CAM (keyboard only;
+    quitting it leaves every job and worker running)."""
+    from lab.errors import ConfigError
+
+    runs_path, data_path = runs_dir(runs), data_dir(data)
+    if screenshot is not None:
+        try:
+            cols, rows = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"--size {size!r}: expected COLUMNSxROWS, e.g. 120x40") from None
+        if not (20 <= cols <= 1000 and 10 <= rows <= 1000):
+            raise ConfigError(f"--size {size!r}: between 20x10 and 1000x1000")
+        from tui.screenshot import screenshot as shoot
+
+        keys = [k.strip() for k in press.split(",") if k.strip()]
+        written = shoot(runs_path, data_path, screenshot, (cols, rows), keys, theme=theme)
+        out.print(f"screenshot: {written}")
+        return
+    import logging
+
+    # textual-image asks the terminal about graphics and cell size while it is imported,
+    # which only works before Textual takes the terminal over; a terminal that does not
+    # answer is fine (half-cell blocks), so its warning with a traceback is not shown.
+    logging.getLogger("textual_image").setLevel(logging.ERROR)
+    import textual_image.widget  # noqa: F401
+
+    from tui.app import make_app
+
+    make_app(runs_path, data_path, theme=theme).run()
+
+
+def show(
+    run_ref: RunArg,
+    file: Annotated[str | None, typer.Argument(help="A PNG of the gallery (default: its grid).",
+                                               show_default=False)] = None,
+    gallery: Annotated[str | None, typer.Option(help="Gallery name (default: the newest).",
+                                                show_default=False)] = None,
+    mode: Annotated[str, typer.Option(help="auto | kitty | sixel | halfcell | unicode.")] = "auto",
+    width: Annotated[int | None, typer.Option(help="Image width in terminal cells.",
+                                              show_default=False)] = None,
+    runs: RunsDirOpt = None,
+) -> None:
+    """Draw a saved heatmap in the terminal, its caption beside it."""
+    from PIL import Image as PILImage
+    from rich.table import Table
+    from rich.text import Text
+
+    from lab.errors import ConfigError
+    from lab.runs import resolve_run
+
+    if mode not in MODES:
+        raise ConfigError(f"--mode {mode!r}: choose {', '.join(MODES)}")
+    run = resolve_run(runs_dir(runs), run_ref)
+    path, caption = _locate(run.path / "gradcam", gallery, file)
+    renderable = _image_class(mode)(PILImage.open(path), width=width or _default_width(path))
+    layout = Table.grid(padding=(0, 2))
+    layout.add_column()
+    layout.add_column(max_width=40)
+    layout.add_row(renderable, Text(caption))
+    out.print(layout)
+
+
+def _locate(gradcam_dir: Path, gallery: str | None, file: str | None) -> tuple[Path, str]:
+    """The PNG to show and its caption; only files listed in a gallery index can be named."""
+    from lab.errors import NotFoundError
+    from lab.gradcam import read_galleries
+    from lab.runs import read_json
+
+    galleries = read_galleries(gradcam_dir)
+    if not galleries:
+        raise NotFoundError(f"{gradcam_dir.parent.name} has no Grad-CAM gallery",
+                            hint=f"make one with `lab gradcam {gradcam_dir.parent.name}`")
+    if gallery is not None:
+        galleries = [g for g in galleries if g["name"] == gallery]
+        if not galleries:
+            raise NotFoundError(f"no gallery {gallery!r} in this run")
+    for entry in galleries:
+        index = read_json(gradcam_dir / entry["name"] / "index.json") or {}
+        header = f"{entry['name']}: {index.get('method')} on {index.get('layer')}"
+        if file is None:
+            if not index.get("grid"):
+                raise NotFoundError(f"gallery {entry['name']!r} is empty")
+            right = sum(1 for i in index["items"] if i["correct"])
+            text = (f"{header}\n{right} right (green), {len(index['items']) - right} wrong (red)"
+                    "\nlabels: true>predicted confidence")
+            return gradcam_dir / entry["name"] / index["grid"], text
+        name = Path(file).name
+        for item in index.get("items", []):
+            if item["file"] == name:
+                text = (f"{header}\n{item['caption']}\ntest image #{item['test_index']}\n"
+                        f"{'right' if item['correct'] else 'WRONG'}")
+                return gradcam_dir / entry["name"] / item["file"], text
+    raise NotFoundError(f"no image {file!r} in the gallery index",
+                        hint="`lab gradcam show RUN` shows the grid; its files are in the index")
+
+
+def _image_class(mode: str) -> Any:
+    from textual_image import renderable
+
+    return {"auto": renderable.Image, "kitty": renderable.TGPImage,
+            "sixel": renderable.SixelImage, "halfcell": renderable.HalfcellImage,
+            "unicode": renderable.UnicodeImage}[mode]
+
+
+def _default_width(path: Path) -> int:
+    columns = out.width
+    return max(20, min(columns - 44, 100 if "grid" in path.name else 64))

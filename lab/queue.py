@@ -156,8 +156,8 @@ class JobQueue(QueueDB):
     def submit(self, configs: list[RunConfig], priority: int = 0) -> list[Job]:
         """Queue configs in one transaction: all of them or, on any error, none."""
         check_priority(priority)
-        now = time.time()
         with self._write() as db:
+            now = time.time()  # inside the lock: `created` follows commit order
             ids = [db.execute(
                 "INSERT INTO jobs (config, label, priority, created) VALUES (?,?,?,?)",
                 (json.dumps(c.to_dict()), c.label, priority, now)).lastrowid
@@ -180,8 +180,8 @@ class JobQueue(QueueDB):
     def claim(self, worker: str, pid: int, gpu: str, lease_s: float,
               job_id: int | None = None) -> Job | None:
         """Atomically take the best claimable job (or `job_id`) and mark it running for us."""
-        now = time.time()
         with self._write() as db:
+            now = time.time()  # inside the lock: `started` follows claim order
             if job_id is None:
                 row = db.execute(
                     "SELECT id FROM jobs WHERE state IN ('queued', 'interrupted') "

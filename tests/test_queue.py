@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +72,29 @@ def test_claims_follow_priority_then_submission_order(queue: JobQueue) -> None:
         order.append(job.id)
     assert order == [high[0].id, first[0].id, first[1].id, low[0].id]
     assert queue.has_claimable() is False
+
+
+def test_a_claim_that_waited_for_the_lock_is_stamped_when_it_got_it(queue: JobQueue) -> None:
+    """`started` must follow claim order even when a claim waits for another writer."""
+    (job,) = queue.submit([TINY])
+    locked, released = threading.Event(), []
+
+    def hold_the_write_lock() -> None:  # as another process would
+        other = sqlite3.connect(queue.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(0.3)
+        released.append(time.time())
+        other.execute("COMMIT")
+        other.close()
+
+    thread = threading.Thread(target=hold_the_write_lock)
+    thread.start()
+    assert locked.wait(timeout=30)
+    claimed = queue.claim("w", os.getpid(), "cpu", lease_s=60)
+    thread.join(timeout=30)
+    assert claimed is not None and claimed.id == job.id
+    assert claimed.started >= released[0]
 
 
 def test_submit_is_all_or_nothing(queue: JobQueue) -> None:

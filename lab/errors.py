@@ -15,7 +15,9 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad arguments or configuration
     NOT_FOUND = 3  # a run, dataset or weights file that is not there
     DATA = 4  # corrupt or unreadable input data
-    INTERRUPTED = 130
+    IO = 74  # the file system refused (read-only, full disk, permissions); sysexits EX_IOERR
+    BUSY = 75  # the queue database is locked by another process: try again; EX_TEMPFAIL
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM; a run stopped this way can be resumed
 
 
 class LabError(Exception):
@@ -50,3 +52,19 @@ class WeightsError(LabError):
 
 class RunFailed(LabError):
     exit_code = ExitCode.FAILED
+
+
+class StorageError(LabError):
+    """The file system refused a write or read that the input did not cause."""
+
+    exit_code = ExitCode.IO
+
+
+class BusyError(LabError):
+    exit_code = ExitCode.BUSY
+
+
+def describe_os_error(exc: OSError) -> StorageError:
+    """`[Errno 30] Read-only file system: 'runs/x'` as one line that names the path."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return StorageError(f"cannot write or read{where}: {exc.strerror or exc}")

@@ -11,13 +11,14 @@ from typing import Any
 
 import torch
 
+from lab.checkpoint import load_latest, load_model_state
 from lab.data.augment import resize_normalize
 from lab.data.loader import DeviceLoader
 from lab.errors import ConfigError, NotFoundError
 from lab.gradcam import canonical_method, select_examples, write_gallery
 from lab.models import build_model, gradcam_target_layer
 from lab.runs import RunDir
-from lab.train import evaluate, load_checkpoint, resolve_device, split_data
+from lab.train import evaluate, resolve_device, split_data
 
 
 def explain_run(run: RunDir, data_dir: Path, *, n: int = 2, method: str = "gradcam",
@@ -27,7 +28,8 @@ def explain_run(run: RunDir, data_dir: Path, *, n: int = 2, method: str = "gradc
     method = canonical_method(method)
     if not 1 <= n <= 1000:
         raise ConfigError(f"--n {n}: must be between 1 and 1000")
-    if not run.checkpoint_path.exists():
+    loaded = load_latest(run)
+    if loaded is None:
         raise NotFoundError(f"run {run.id} has no checkpoint: it never finished an epoch",
                             hint="train it first, or `lab resume` it")
     config = run.config()
@@ -37,13 +39,13 @@ def explain_run(run: RunDir, data_dir: Path, *, n: int = 2, method: str = "gradc
         raise ConfigError(f"class {class_name!r} is not one of this run's classes: "
                           f"{', '.join(known)}")
     dev = resolve_device(device)
-    state = load_checkpoint(run.checkpoint_path)
+    state = loaded.state
     data, _split, test_x, test_y = split_data(config, data_dir)
     classes = data.classes
     if class_name is not None and class_name not in classes:
         raise ConfigError(f"class {class_name!r} is not one of: {', '.join(classes)}")
     model = build_model(config.replace(weights="none"), len(classes))
-    model.load_state_dict(state["model"])
+    load_model_state(model, state["model"], loaded.path)
     model.to(dev)
     loader = DeviceLoader.from_numpy(test_x, test_y, dev, batch_size=config.eval_batch_size,
                                      image_size=config.image_size)

@@ -8,23 +8,23 @@ progress lines to its log (`runs/jobs/<id>.log`), and records the outcome in the
 
 It stops cleanly, between batches, when the job is cancelled (the queue is read at most every
 0.5 s), when its worker disappears (its parent pid changes: a worker killed with -9 leaves no
-job running unsupervised), or on SIGTERM/SIGINT; the run is then `cancelled` or `interrupted`.
+job running unsupervised), or on SIGTERM/SIGINT; it writes a checkpoint of where it stopped,
+mid-epoch included, and the run is then `cancelled` or `interrupted`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 from lab.errors import LabError, NotFoundError
 from lab.queue import Job, JobQueue
 from lab.runs import RunDir, validate_run_ref
+from lab.stopping import SignalStop
 
 CANCEL_POLL_S = 0.5
 
@@ -33,12 +33,16 @@ class StopCheck:
     """The `should_stop` callback given to `fit`; remembers why it said stop."""
 
     def __init__(self, queue: JobQueue, job_id: int, parent: int,
-                 interval: float = CANCEL_POLL_S) -> None:
+                 interval: float = CANCEL_POLL_S, signals: SignalStop | None = None) -> None:
         self.queue, self.job_id, self.parent, self.interval = queue, job_id, parent, interval
+        self.signals = signals
         self.reason: str | None = None
         self._next = 0.0
 
     def __call__(self) -> bool:
+        if self.signals is not None and self.signals():
+            self.reason = f"stopped by {self.signals.signal}"
+            return True
         if os.getppid() != self.parent:
             self.reason = "its worker died"
             return True
@@ -52,29 +56,15 @@ class StopCheck:
         return False
 
 
-def _interrupt_once() -> None:
-    """SIGTERM and SIGINT raise KeyboardInterrupt once; a second signal must not cut short
-    the writes that record the interruption (a terminal's Ctrl-C reaches the worker and its
-    job at once, and the worker then forwards SIGTERM)."""
-    fired = []
-
-    def handler(_signum: int, _frame: Any) -> None:
-        if not fired:
-            fired.append(True)
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def run_job(queue: JobQueue, job: Job, runs_dir: Path, data_dir: Path) -> str:
+def run_job(queue: JobQueue, job: Job, runs_dir: Path, data_dir: Path,
+            signals: SignalStop | None = None) -> str:
     """Train `job` to its end and record the outcome; returns the job's final state."""
     from lab.cli.common import err
     from lab.cli.progress import ProgressPrinter
     from lab.engine import resume_run, start_run
 
     attempt = job.attempts
-    stop = StopCheck(queue, job.id, parent=os.getppid())
+    stop = StopCheck(queue, job.id, parent=os.getppid(), signals=signals)
     run: RunDir | None = None
 
     def created(new: RunDir) -> None:
@@ -125,15 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
     args = parser.parse_args(argv)
-    _interrupt_once()
-    with JobQueue.open(args.runs_dir) as queue:
+    # Signals stop the job after its current step, with a checkpoint; repeats are ignored.
+    with SignalStop(escalate=False, announce=False) as signals, \
+            JobQueue.open(args.runs_dir) as queue:
         job = queue.get(args.job)
         # Only the attempt our worker claimed: a leftover from an earlier one must not run.
         if job.state != "running" or job.attempts != args.attempt or job.pid != os.getppid():
             print(f"job {job.id}: attempt {args.attempt} is not ours to run "
                   f"(state {job.state}, attempt {job.attempts})", file=sys.stderr)
             return 1
-        state = run_job(queue, job, args.runs_dir, args.data_dir)
+        state = run_job(queue, job, args.runs_dir, args.data_dir, signals)
     return {"done": 0, "cancelled": 0, "interrupted": 130}.get(state, 1)
 
 

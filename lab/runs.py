@@ -1,10 +1,11 @@
 """The run directory: the contract between the engine and every client.
 
 `runs/<run_id>/` holds `config.json`, `status.json`, `metrics.jsonl`, `result.json` and
-`checkpoint.pt`. Whole files are written atomically (temp file, fsync, rename) and events are
-appended one whole line per write, so a reader in another process, or a crash at any instant,
-sees either the old record or the new one, never half of one. Readers tolerate a run that is
-still being written: a torn last line of `metrics.jsonl` is ignored.
+`checkpoint.pt` (with `checkpoint.prev.pt`, see `lab.checkpoint`). Whole files are written
+atomically (temp file, fsync, rename) and events are appended one whole line per write, so a
+reader in another process, or a crash at any instant, sees either the old record or the new one,
+never half of one. Readers tolerate a run that is still being written: a torn last line of
+`metrics.jsonl` is ignored.
 """
 
 from __future__ import annotations
@@ -171,9 +172,14 @@ class RunDir:
     def append_event(self, event: dict[str, Any], sync: bool = False) -> None:
         append_jsonl(self.metrics_path, event, sync=sync)
 
-    def keep_events_through(self, epoch: int) -> None:
-        """Drop events of epochs after `epoch` (a resumed run redoes them), atomically."""
-        kept = [e for e in self.events() if int(e.get("epoch", 0)) <= epoch]
+    def keep_events_through(self, epoch: int, step: int | None = None) -> None:
+        """Drop events of epochs after `epoch` (a resumed run redoes them), atomically; with
+        `step`, the step events of epoch + 1 up to it stay (a run stopped mid-epoch)."""
+        def kept_event(e: dict[str, Any]) -> bool:
+            e_epoch = int(e.get("epoch", 0))
+            return e_epoch <= epoch or (step is not None and e_epoch == epoch + 1 and
+                                        e.get("event") == "step" and int(e["step"]) <= step)
+        kept = [e for e in self.events() if kept_event(e)]
         body = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in kept)
         atomic_write_bytes(self.metrics_path, body.encode())
 

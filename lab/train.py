@@ -9,7 +9,6 @@ the checkpoint holds the RNG state, so a resumed run continues where the interru
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import os
 import platform
@@ -23,17 +22,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from lab import checkpoint
 from lab.config import RunConfig
 from lab.data import Dataset, Split, load_dataset, make_split
 from lab.data.augment import AugmentSpec, resize_normalize
 from lab.data.loader import DeviceLoader
-from lab.errors import ConfigError, DataError, RunFailed
+from lab.errors import ConfigError, DataError, LabError, RunFailed
 from lab.metrics import classification_summary
 from lab.models import build_model
-from lab.runs import RunDir, atomic_write_bytes, atomic_write_json, now_iso
+from lab.runs import RunDir, atomic_write_json, now_iso
 
 Emit = Callable[[dict[str, Any]], None]
-CHECKPOINT_VERSION = 1
 
 
 def _ignore(_event: dict[str, Any]) -> None:
@@ -180,13 +179,20 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
 
 
 # ---- checkpoints -----------------------------------------------------------------------------
-def save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, scaler: Any, epoch: int, step: int, config: RunConfig,
-                    best_val_acc: float) -> None:
-    state = {
-        "version": CHECKPOINT_VERSION,
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """One checkpoint file, verified (see `lab.checkpoint`)."""
+    return checkpoint.read(path)
+
+
+def _checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                      scaler: Any, epoch: int, step: int, config: RunConfig, best_val_acc: float,
+                      partial: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a resume needs: `epoch` is the last whole epoch; `partial` the place in the next
+    one and its running sums, when the run was stopped mid-epoch."""
+    return {
         "epoch": epoch,
         "step": step,
+        "partial": partial,
         "best_val_acc": best_val_acc,
         "config": config.to_dict(),
         "model": model.state_dict(),
@@ -196,90 +202,127 @@ def save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimi
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(run.checkpoint_path, buf.getvalue())
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint safely (weights_only); a torn or foreign file is a clear error."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise RunFailed(f"{path} does not exist: this run has no checkpoint to resume") from None
-    except Exception as exc:  # noqa: BLE001 - truncated, corrupt or not a torch file
-        raise DataError(f"checkpoint {path} is corrupt ({type(exc).__name__})",
-                        hint="start the run again") from None
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise DataError(f"checkpoint {path} is not a lab checkpoint of this version")
-    return state
 
 
 # ---- the loop --------------------------------------------------------------------------------
+class Stopped(KeyboardInterrupt):
+    """Raised after a stop request was honoured: the step finished and a checkpoint was written."""
+
+
 def fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit = _ignore,
         resume: bool = False, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Train, validate each epoch, test at the end; record everything in `run`.
 
-    Exceptions propagate after the status says what happened: `interrupted` for Ctrl-C, `failed`
-    with the error for anything else. A resumed run starts after its last checkpointed epoch.
+    `should_stop` is polled after every batch: when it says stop, the loop writes a checkpoint
+    of where it is (mid-epoch included) and raises `Stopped`. Exceptions propagate after the
+    status says what happened: `interrupted` for a stop or Ctrl-C, `failed` with the error for
+    anything else. A resumed run continues from its checkpoint; what goes wrong before it has
+    written anything (a corrupt checkpoint, missing data) leaves its records as they were.
     """
     t_start = time.perf_counter()
     try:
-        return _fit(config, run, data_dir, emit, resume, should_stop, t_start)
-    except KeyboardInterrupt:
-        run.update_status(state="interrupted", error="interrupted", finished=now_iso())
+        setup = _setup(config, run, data_dir, resume)
+    except BaseException as exc:
+        if not resume:  # a new run: its records exist only to say what happened
+            _record_end(run, exc)
         raise
-    except Exception as exc:
-        run.update_status(state="failed", error=f"{type(exc).__name__}: {exc}",
-                          finished=now_iso())
+    try:
+        return _train(setup, config, run, emit, should_stop, t_start)
+    except BaseException as exc:
+        _record_end(run, exc)
         raise
 
 
-def _fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit, resume: bool,
-         should_stop: Callable[[], bool] | None, t_start: float) -> dict[str, Any]:
+def _record_end(run: RunDir, exc: BaseException) -> None:
+    """Best effort: when the disk is full the status cannot be written either, and the run
+    then reads as interrupted (its process is gone), which `lab resume` handles the same way."""
+    if isinstance(exc, KeyboardInterrupt):
+        fields = {"state": "interrupted", "error": "interrupted"}
+    else:
+        fields = {"state": "failed", "error": str(exc) if isinstance(exc, LabError)
+                  else f"{type(exc).__name__}: {exc}"}
+    with contextlib.suppress(OSError):
+        run.update_status(**fields, finished=now_iso())
+
+
+@dataclass
+class _Setup:
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    prep: Prepared
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    resumed: checkpoint.Loaded | None
+
+
+def _setup(config: RunConfig, run: RunDir, data_dir: Path, resume: bool) -> _Setup:
+    """Everything that can fail on bad input, before anything is written."""
     device = resolve_device(config.device)
     autocast_dtype = resolve_precision(config.precision, device)
+    resumed = checkpoint.load_latest(run) if resume else None
     torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.cuda.set_device(device)
-
-    run.update_status(state="running", pid=os.getpid(), host=platform.node(),
-                      started=now_iso(), device=str(device), error=None)
     prep = prepare_data(config, data_dir, device)
-    classes = prep.data.classes
-    model = build_model(config, len(classes)).to(device)
+    model = build_model(config, len(prep.data.classes))
+    if resumed is not None:
+        checkpoint.load_model_state(model, resumed.state["model"], resumed.path)
+    model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    net = torch.compile(model) if config.compile else model  # shares model's parameters
     optimizer = make_optimizer(config, model)
-    steps_per_epoch = len(prep.train)
-    scheduler = make_scheduler(config, optimizer, steps_per_epoch)
+    scheduler = make_scheduler(config, optimizer, len(prep.train))
     use_scaler = autocast_dtype == torch.float16 and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-
-    start_epoch, step, best_val = 1, 0, 0.0
-    if resume and run.checkpoint_path.exists():
-        state = load_checkpoint(run.checkpoint_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
+    if resumed is not None:
+        state = resumed.state
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler"):
+                scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise DataError(f"{resumed.path} does not fit this run's optimizer ({exc})") from None
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and state.get("rng_cuda"):
             torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return _Setup(device, autocast_dtype, prep, model, optimizer, scheduler, scaler, resumed)
+
+
+def _train(s: _Setup, config: RunConfig, run: RunDir, emit: Emit,
+           should_stop: Callable[[], bool] | None, t_start: float) -> dict[str, Any]:
+    device, autocast_dtype, prep, model = s.device, s.autocast_dtype, s.prep, s.model
+    optimizer, scheduler, scaler = s.optimizer, s.scheduler, s.scaler
+    classes = prep.data.classes
+    run.update_status(state="running", pid=os.getpid(), host=platform.node(),
+                      started=now_iso(), device=str(device), error=None)
+    net = torch.compile(model) if config.compile else model  # shares model's parameters
+    steps_per_epoch = len(prep.train)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    start_epoch, step, best_val, partial = 1, 0, 0.0, None
+    if s.resumed is not None:
+        state = s.resumed.state
         start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
         best_val = float(state.get("best_val_acc", 0.0))
-        run.keep_events_through(start_epoch - 1)
-        _record(run, emit, {"event": "resume", "epoch": start_epoch - 1, "step": step,
-                            "time": now_iso()}, sync=True)
-    elif resume:
-        run.keep_events_through(-1)  # no checkpoint: start over, start event included
+        partial = state.get("partial")
+        run.keep_events_through(start_epoch - 1, step if partial else None)
+        event = {"event": "resume", "epoch": start_epoch - 1, "step": step, "time": now_iso()}
+        if partial:
+            event["batch"] = int(partial["batch"])
+        if s.resumed.skipped:
+            event["fallback"] = s.resumed.skipped
+            emit({"event": "warning", "message": f"{s.resumed.skipped}; resuming from "
+                  f"{s.resumed.path.name} (epoch {start_epoch - 1})"})
+        _record(run, emit, event, sync=True)
+    elif run.metrics_path.exists():
+        run.keep_events_through(-1)  # resumed with no checkpoint: start over, start included
 
-    if start_epoch == 1:
+    if start_epoch == 1 and partial is None:
         _record(run, emit, {
             "event": "start", "epoch": 0, "step": 0, "time": now_iso(), "device": str(device),
             "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "fp32",
@@ -287,30 +330,51 @@ def _fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit, resume: boo
             "classes": classes, "split": _split_info(prep), "notes": prep.notes,
         }, sync=True)
 
-    train_seconds, train_images = 0.0, 0
-    for epoch in range(start_epoch, config.epochs + 1):
-        t0 = time.perf_counter()
-        stats, step = train_one_epoch(net, prep.train, optimizer, scheduler, scaler, loss_fn,
-                                      autocast_dtype, epoch, step, config, run, emit, should_stop)
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        train_images += prep.train.num_samples
-        val = evaluate(net, prep.val, autocast_dtype)
-        best_val = max(best_val, val["acc"])
-        event = {"event": "epoch", "epoch": epoch, "step": step, **stats,
-                 "val_loss": val["loss"], "val_acc": val["acc"], "seconds": round(seconds, 3),
-                 "images_per_s": round(prep.train.num_samples / max(seconds, 1e-9), 1),
-                 "lr": optimizer.param_groups[0]["lr"]}
-        # The event first: a crash between the two leaves an epoch that resume redoes (its event
-        # is dropped, then written again), never a checkpointed epoch with no event.
-        _record(run, emit, event, sync=True)
-        save_checkpoint(run, model, optimizer, scheduler, scaler, epoch, step, config, best_val)
-        run.update_status(state="running", epoch=epoch, step=step)
+    def save(epoch: int, at: dict[str, Any] | None = None) -> None:
+        checkpoint.save(run, _checkpoint_state(model, optimizer, scheduler, scaler, epoch, step,
+                                               config, best_val, at))
 
-    t_test = time.perf_counter()
-    tta = config.tta_flip and prep.data.manifest.get("mirror_safe", True)
-    test = evaluate(net, prep.test, autocast_dtype, want_predictions=True, tta_flip=tta)
-    eval_seconds = time.perf_counter() - t_test
+    train_seconds, train_images, epoch = 0.0, 0, start_epoch
+    try:
+        for epoch in range(start_epoch, config.epochs + 1):
+            t0 = time.perf_counter()
+            carry, partial = partial, None
+            stats, step, stopped = train_one_epoch(
+                net, prep.train, optimizer, scheduler, scaler, loss_fn, autocast_dtype, epoch,
+                step, config, run, emit, should_stop, carry)
+            seconds = time.perf_counter() - t0 + (float(carry["seconds"]) if carry else 0.0)
+            if stopped is not None:
+                save(epoch - 1, {**stopped, "seconds": seconds})
+                run.update_status(epoch=epoch - 1, step=step)
+                raise Stopped
+            train_seconds += seconds
+            train_images += prep.train.num_samples
+            val = evaluate(net, prep.val, autocast_dtype)
+            best_val = max(best_val, val["acc"])
+            event = {"event": "epoch", "epoch": epoch, "step": step, **stats,
+                     "val_loss": val["loss"], "val_acc": val["acc"], "seconds": round(seconds, 3),
+                     "images_per_s": round(prep.train.num_samples / max(seconds, 1e-9), 1),
+                     "lr": optimizer.param_groups[0]["lr"]}
+            # The event first: a crash between the two leaves an epoch that resume redoes (its
+            # event is dropped, then written again), never a checkpointed epoch with no event.
+            _record(run, emit, event, sync=True)
+            save(epoch)
+            run.update_status(state="running", epoch=epoch, step=step)
+            if should_stop is not None and should_stop():
+                raise Stopped  # asked during the epoch's last batch or its validation
+
+        t_test = time.perf_counter()
+        tta = config.tta_flip and prep.data.manifest.get("mirror_safe", True)
+        test = evaluate(net, prep.test, autocast_dtype, want_predictions=True, tta_flip=tta)
+        eval_seconds = time.perf_counter() - t_test
+    except _OOM_ERRORS as exc:
+        if isinstance(exc, RuntimeError) and not _is_oom(exc):
+            raise
+        smaller = max(1, config.batch_size // 2)
+        raise RunFailed(f"out of memory on {device} at batch size {config.batch_size} "
+                        f"(epoch {epoch}, step {step})",
+                        hint=f"try --batch-size {smaller}" if smaller < config.batch_size
+                        else "use a smaller --image-size or model") from None
     y_true = prep.test_labels
     summary = classification_summary(y_true, test["predictions"], classes)
     _record(run, emit, {"event": "test", "epoch": config.epochs, "step": step,
@@ -368,20 +432,29 @@ def _end_of_run_gallery(config: RunConfig, run: RunDir, model: nn.Module, prep: 
 def train_one_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer,
                     scheduler: Any, scaler: Any, loss_fn: nn.Module,
                     autocast_dtype: torch.dtype | None, epoch: int, step: int, config: RunConfig,
-                    run: RunDir, emit: Emit,
-                    should_stop: Callable[[], bool] | None) -> tuple[dict[str, float], int]:
-    """One pass over the training set. Loss and accuracy accumulate on the device and are read
-    back only at logging points, so CUDA never waits for the host between steps."""
+                    run: RunDir, emit: Emit, should_stop: Callable[[], bool] | None,
+                    carry: dict[str, Any] | None = None,
+                    ) -> tuple[dict[str, float], int, dict[str, Any] | None]:
+    """One pass over the training set, or its rest from `carry` (a run stopped mid-epoch).
+
+    Loss and accuracy accumulate on the device and are read back only at logging points, so
+    CUDA never waits for the host between steps; the first non-finite loss is noted there too,
+    so divergence is reported at the step it happened. Returns the epoch's stats, the step
+    count and, when `should_stop` said stop, where the epoch stopped (else None)."""
     model.train()
-    loader.set_epoch(epoch)
+    start = int(carry["batch"]) if carry else 0
+    loader.set_epoch(epoch, start_batch=start)
     device = next(model.parameters()).device
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = 0
+    loss_sum = torch.full((), float(carry["loss_sum"]) if carry else 0.0, device=device,
+                          dtype=torch.float64)
+    correct = torch.full((), int(carry["correct"]) if carry else 0, device=device,
+                         dtype=torch.int64)
+    seen = int(carry["seen"]) if carry else 0
     window = torch.zeros((), device=device, dtype=torch.float64)
     window_n = 0
+    first_bad = torch.full((), -1, device=device, dtype=torch.int64)
     batches = len(loader)
-    for i, (images, labels) in enumerate(loader, start=1):
+    for i, (images, labels) in enumerate(loader, start=start + 1):
         with _autocast(device, autocast_dtype):
             logits = model(images)
             loss = loss_fn(logits.float(), labels)
@@ -399,6 +472,7 @@ def train_one_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.opt
         n = labels.shape[0]
         seen += n
         detached = loss.detach().double()
+        first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(detached), step)
         loss_sum += detached * n
         window += detached
         window_n += 1
@@ -406,18 +480,32 @@ def train_one_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.opt
         if step % config.log_every == 0 or i == batches:
             value = window.item() / window_n
             if not math.isfinite(value):
-                raise RunFailed(f"training diverged: loss is {value} at step {step}",
-                                hint="lower --lr")
+                bad = int(first_bad.item())
+                raise RunFailed(
+                    f"training diverged: the loss became {value} in epoch {epoch} at step {bad} "
+                    f"(batch {i - (step - bad)} of {batches}); the last checkpoint is untouched",
+                    hint="lower the learning rate (--lr) or train in fp32 (--precision fp32)")
             _record(run, emit, {"event": "step", "epoch": epoch, "step": step,
                                 "loss": round(value, 6), "lr": optimizer.param_groups[0]["lr"]})
             window.zero_()
             window_n = 0
         emit({"event": "batch", "epoch": epoch, "batch": i, "batches": batches, "step": step,
               "images": n})
-        if should_stop is not None and should_stop():
-            raise KeyboardInterrupt
+        if should_stop is not None and i < batches and should_stop():
+            return {}, step, {"epoch": epoch, "batch": i, "loss_sum": loss_sum.item(),
+                              "correct": int(correct.item()), "seen": seen}
     return {"train_loss": loss_sum.item() / max(seen, 1),
-            "train_acc": correct.item() / max(seen, 1)}, step
+            "train_acc": correct.item() / max(seen, 1)}, step, None
+
+
+_OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, RuntimeError)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    """CUDA's own error, or the CPU allocator's RuntimeError."""
+    text = str(exc)
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "can't allocate memory" in text \
+        or "out of memory" in text.lower()
 
 
 def _record(run: RunDir, emit: Emit, event: dict[str, Any], sync: bool = False) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from lab.errors import ConfigError, RunFailed
+from lab.errors import BusyError, ConfigError, RunFailed
 from lab.queue import Job, JobQueue, host_name, job_log_path, now_text
 
 STOP_GRACE_S = 30.0  # how long a stopping worker waits for its jobs to record their state
@@ -135,7 +135,7 @@ class Worker:
             try:
                 if self._tick():
                     return
-            except sqlite3.OperationalError as exc:  # e.g. locked past the busy timeout
+            except (sqlite3.OperationalError, BusyError) as exc:  # locked past the timeout
                 self.say(f"queue database error, trying again: {exc}")
             time.sleep(self.poll)
 

@@ -5,7 +5,9 @@ Commands import torch inside their functions, so `lab --help` answers at once.
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 import typer
 
@@ -13,7 +15,7 @@ from lab.cli import bench, data, gradcam, info, jobs, results, watch
 from lab.cli import report as report_cmds
 from lab.cli import run as run_cmds
 from lab.cli import worker as worker_cmds
-from lab.errors import ExitCode, LabError
+from lab.errors import ExitCode, LabError, describe_os_error
 
 app = typer.Typer(
     name="lab",
@@ -61,27 +63,43 @@ def load_plugins() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning errors into `lab: error: ...` and an exit code."""
+    """Entry point: run the app, turning every error into one `lab: error: ...` line and an
+    exit code (see `lab.errors.ExitCode`). `--debug` anywhere on the line, or LAB_DEBUG=1,
+    adds the traceback."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("LAB_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
     code = ExitCode.OK
     load_plugins()
     try:
-        rv = app(args=argv, prog_name="lab", standalone_mode=False)
+        rv = app(args=args, prog_name="lab", standalone_mode=False)
         code = rv if isinstance(rv, int) else ExitCode.OK
     except LabError as exc:
-        _fail(str(exc))
-        code = exc.exit_code
-    except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted")
-        code = ExitCode.INTERRUPTED
+        code = _report(exc, str(exc), exc.exit_code, debug)
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        code = _report(exc, "interrupted", ExitCode.INTERRUPTED, debug)
+    except OSError as exc:
+        described = describe_os_error(exc)
+        code = _report(exc, str(described), described.exit_code, debug)
     except Exception as exc:
         # Click's parse errors (Typer vendors Click in newer releases, so match by shape).
-        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
-            raise
-        ctx = getattr(exc, "ctx", None)
-        path = ctx.command_path if ctx is not None else "lab"
-        _fail(f"{exc.format_message()} (see `{path} --help`)")
-        code = ExitCode.USAGE if exc.exit_code == 2 else ExitCode.FAILED
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            ctx = getattr(exc, "ctx", None)
+            path = ctx.command_path if ctx is not None else "lab"
+            code = _report(exc, f"{exc.format_message()} (see `{path} --help`)",
+                           ExitCode.USAGE if exc.exit_code == 2 else ExitCode.FAILED, debug)
+        else:
+            hint = "" if debug else " (run again with --debug for the traceback)"
+            code = _report(exc, f"internal error: {type(exc).__name__}: {exc}{hint}",
+                           ExitCode.FAILED, debug)
     sys.exit(int(code))
+
+
+def _report(exc: BaseException, message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(exc)
+    _fail(" ".join(message.split("\n")))
+    return code
 
 
 def _fail(message: str) -> None:

@@ -31,6 +31,7 @@ class ProgressPrinter:
         self.epochs = 0
         self.progress: Progress | None = None
         self.task: Any = None
+        self._task_epoch: int | None = None
         self.last_loss: float | None = None
         self._epoch_t0 = time.perf_counter()
         self._images = 0
@@ -62,7 +63,11 @@ class ProgressPrinter:
             for note in event.get("notes", []):
                 self._line(f"{self.label}: note: {note}")
         elif kind == "resume":
-            self._line(f"{self.label}: resuming after epoch {event['epoch']}")
+            where = (f"in epoch {event['epoch'] + 1} at batch {event['batch']}"
+                     if event.get("batch") else f"after epoch {event['epoch']}")
+            self._line(f"{self.label}: resuming {where}")
+        elif kind == "warning":
+            self._line(f"{self.label}: warning: {event['message']}")
         elif kind == "batch":
             self._batch(event)
         elif kind == "step":
@@ -83,13 +88,14 @@ class ProgressPrinter:
     def _batch(self, event: dict[str, Any]) -> None:
         if self.progress is None:
             return
-        if event["batch"] == 1:
+        if self.task is None or event["epoch"] != self._task_epoch:
+            self._task_epoch = event["epoch"]
             if self.task is not None:
                 self.progress.remove_task(self.task)
             self._epoch_t0, self._images = time.perf_counter(), 0
             self.task = self.progress.add_task(
                 f"{self.label} epoch {event['epoch']}/{self.epochs or '?'}",
-                total=event["batches"], loss="…", speed="")
+                total=event["batches"], completed=event["batch"] - 1, loss="…", speed="")
         self._images += int(event.get("images", 0))
         rate = self._images / max(time.perf_counter() - self._epoch_t0, 1e-9)
         loss = f"{self.last_loss:.4f}" if self.last_loss is not None else "…"

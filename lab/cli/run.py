@@ -9,6 +9,7 @@ import typer
 
 from lab.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, data_dir, err, out, print_json, runs_dir
 from lab.levels import build_config
+from lab.stopping import SignalStop
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 # The overrides of a run's config, shared with `lab submit`.
@@ -68,15 +69,22 @@ def _train(config: Any, runs_path: Path, data_path: Path, quiet: bool) -> tuple[
     from lab.engine import start_run
 
     created: list[Any] = []
-    with ProgressPrinter(err, config.label, quiet=quiet) as progress:
+    with ProgressPrinter(err, config.label, quiet=quiet) as progress, SignalStop() as stop:
         try:
             run_dir, result = start_run(config, runs_path, data_path, emit=progress,
-                                        on_created=created.append)
-        except KeyboardInterrupt:
+                                        on_created=created.append, should_stop=stop)
+        except KeyboardInterrupt as exc:
             if created:
-                err.print(f"interrupted: resume with `lab resume {created[0].id}`")
+                _interrupted(created[0].id, exc)
             raise typer.Exit(130) from None
     return run_dir.id, result
+
+
+def _interrupted(run_id: str, exc: KeyboardInterrupt) -> None:
+    from lab.train import Stopped
+
+    saved = "checkpoint saved; " if isinstance(exc, Stopped) else ""
+    err.print(f"interrupted: {saved}resume with `lab resume {run_id}`")
 
 
 def _print_result(run_id: str, result: dict, json_out: bool) -> None:
@@ -101,11 +109,11 @@ def resume(
 
     run_dir = resolve_run(runs_dir(runs), run_ref)
     config = run_dir.config()
-    with ProgressPrinter(err, config.label, quiet=quiet) as progress:
+    with ProgressPrinter(err, config.label, quiet=quiet) as progress, SignalStop() as stop:
         try:
-            result = resume_run(run_dir, data_dir(data), emit=progress)
-        except KeyboardInterrupt:
-            err.print(f"interrupted: resume with `lab resume {run_dir.id}`")
+            result = resume_run(run_dir, data_dir(data), emit=progress, should_stop=stop)
+        except KeyboardInterrupt as exc:
+            _interrupted(run_dir.id, exc)
             raise typer.Exit(130) from None
     _print_result(run_dir.id, result, json_out)
 

@@ -22,6 +22,7 @@ from lab.data.augment import (
     _stat_tensors,
     augment_batch,
     resize_normalize,
+    sample_params,
 )
 from lab.errors import ConfigError
 
@@ -85,6 +86,7 @@ class DeviceLoader:
         self.std = tuple(float(v) for v in std)
         _stat_tensors(self.mean, self.std, images.device)  # validates now, warms the cache
         self.epoch = 0
+        self.start_batch = 0
 
     @classmethod
     def from_numpy(
@@ -119,9 +121,11 @@ class DeviceLoader:
     def device(self) -> torch.device:
         return self.images.device
 
-    def set_epoch(self, epoch: int) -> None:
-        """Pick the epoch whose order and augmentation the next iteration reproduces."""
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Pick the epoch whose order and augmentation the next iteration reproduces, and the
+        batch it starts at (a run stopped mid-epoch resumes there, drawing the same batches)."""
         self.epoch = _positive_int("epoch", epoch, 0)
+        self.start_batch = _positive_int("start_batch", start_batch, 0)
 
     def __len__(self) -> int:
         n, b = self.num_samples, self.batch_size
@@ -137,8 +141,12 @@ class DeviceLoader:
         n, b = self.num_samples, self.batch_size
         order = torch.randperm(n, generator=g, device=self.device) if self.shuffle else None
         spec = None if self.augment is None or self.augment.is_identity else self.augment
-        for start in range(0, len(self) * b, b):
+        for i, start in enumerate(range(0, len(self) * b, b)):
             stop = min(start + b, n)
+            if i < self.start_batch:  # skipped, but its random draws are made all the same
+                if spec is not None:
+                    sample_params(stop - start, spec, g, self.device)
+                continue
             if order is None:
                 x, y = self.images[start:stop], self.labels[start:stop]
             else:

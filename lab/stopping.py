@@ -1,0 +1,49 @@
+"""Graceful stops: SIGTERM or Ctrl-C ends the current step, writes a checkpoint, then stops.
+
+`SignalStop` is the `should_stop` callback `fit` polls after every batch. The first SIGINT or
+SIGTERM only sets it; the loop then saves where it is and raises `Stopped`. What a further
+signal does is the caller's choice: in a terminal (`lab run`) a second Ctrl-C stops at once
+(losing at most the current epoch, as a crash would); in a queued job it is ignored, because a
+terminal's Ctrl-C reaches the worker and its job together and the worker then forwards SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import FrameType
+from typing import Any
+
+_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+
+class SignalStop:
+    """Context manager installing the handlers (main thread only); restores the old ones."""
+
+    def __init__(self, escalate: bool = True, announce: bool = True) -> None:
+        self.escalate, self.announce = escalate, announce
+        self.signal: str | None = None
+        self._saved: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.signal is None:
+            self.signal = _NAMES.get(signum, str(signum))
+            if self.announce:
+                more = "; Ctrl-C again to stop at once" if self.escalate else ""
+                os.write(2, f"\n{self.signal}: stopping after this step, saving a checkpoint"
+                            f"{more}\n".encode())
+        elif self.escalate:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> SignalStop:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved.clear()

@@ -187,7 +187,8 @@ class RunDir:
         """The state a reader should show: a 'running' run whose process is gone is interrupted."""
         status = self.status()
         state = status.get("state", "created")
-        if state == "running" and not pid_alive(status.get("pid"), status.get("host")):
+        if state in ("created", "running") and "pid" in status and \
+                not pid_alive(status.get("pid"), status.get("host")):
             return "interrupted"
         return state
 
@@ -232,8 +233,11 @@ def new_run(runs_dir: Path, config: RunConfig) -> RunDir:
         except FileExistsError:
             continue
         run = RunDir(path)
+        # The status first, with our pid: a run is listed once its config exists, and if this
+        # process dies before training starts, readers see it as interrupted, not "created".
+        run.update_status(state="created", created=now_iso(), epoch=0, step=0,
+                          pid=os.getpid(), host=os.uname().nodename)
         atomic_write_bytes(run.config_path, (config.to_json() + "\n").encode())
-        run.update_status(state="created", created=now_iso(), epoch=0, step=0)
         return run
     raise RuntimeError("could not allocate a run id")
 

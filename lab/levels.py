@@ -108,7 +108,10 @@ def build_config(level: int | None, config_file: Path | None, options: dict[str,
     if config_file is not None:
         if not config_file.is_file():
             raise NotFoundError(f"config file {config_file} does not exist")
-        config = RunConfig.from_json(config_file.read_text())
+        try:
+            config = RunConfig.from_json(config_file.read_text(errors="replace"))
+        except ConfigError as exc:
+            raise ConfigError(f"{config_file}: {exc.message}", hint=exc.hint) from None
         if level is not None:
             raise ConfigError("give either --level or --config, not both")
     elif level is None:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lab.config import RunConfig
-from lab.errors import WeightsError
+from lab.errors import DataError, WeightsError
 
 # torchvision's ResNet18_Weights.IMAGENET1K_V1; the file name carries the hash prefix it checks.
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
@@ -123,12 +123,12 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated or not a torch file
-        raise WeightsError(f"weights file {path} cannot be read: {type(exc).__name__}") from None
+        raise DataError(f"weights file {path} cannot be read: {type(exc).__name__}") from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"weights file {path} does not hold a state dict")
+        raise DataError(f"weights file {path} does not hold a state dict")
     return obj
 
 
@@ -140,9 +140,9 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], strict: bool) -
     missing = [k for k in own if k not in usable and not k.startswith("fc.")]
     if strict and (missing or len(usable) != len(state)):
         bad = missing or sorted(set(state) - set(usable))
-        raise WeightsError(f"weights do not fit {type(model).__name__}: {len(bad)} tensors differ "
+        raise DataError(f"weights do not fit {type(model).__name__}: {len(bad)} tensors differ "
                            f"(first: {bad[0]})")
     if missing:
-        raise WeightsError(f"weights file misses {len(missing)} backbone tensors "
-                           f"(first: {missing[0]})")
+        raise DataError(f"the weights file misses {len(missing)} {type(model).__name__} backbone "
+                        f"tensors (first: {missing[0]}): is it for another model?")
     model.load_state_dict(usable, strict=False)

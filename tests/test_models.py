@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from lab.errors import WeightsError
+from lab.errors import DataError, WeightsError
 from lab.levels import level_config
 from lab.models import CustomCNN, build_model, gradcam_target_layer, weights_cache_path
 
@@ -51,9 +51,10 @@ def test_missing_imagenet_weights_offline_names_three_ways_out() -> None:
 def test_bad_weights_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "wrong.pt")
-    for name, message in [("missing.pt", "does not exist"), ("junk.pt", "cannot be read"),
-                          ("wrong.pt", "misses")]:
-        with pytest.raises(WeightsError, match=message):
+    for name, error, message in [("missing.pt", WeightsError, "does not exist"),
+                                 ("junk.pt", DataError, "cannot be read"),
+                                 ("wrong.pt", DataError, "misses")]:
+        with pytest.raises(error, match=message):
             build_model(level_config(1).replace(weights=str(tmp_path / name)), 10)
 
 

@@ -74,8 +74,11 @@ def _fsync_dir(directory: Path) -> None:
 def append_jsonl(path: Path, event: dict[str, Any], sync: bool = False) -> None:
     """Append one event as one whole line with a single O_APPEND write."""
     line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # after a torn line (a crash mid-write): keep ours whole
         os.write(fd, line)
         if sync:
             os.fsync(fd)

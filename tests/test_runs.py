@@ -16,6 +16,7 @@ from lab.runs import (
     list_runs,
     new_run,
     read_jsonl,
+    read_jsonl_counted,
     resolve_run,
     summarize,
 )
@@ -36,6 +37,9 @@ def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
     with open(path, "ab") as fh:
         fh.write(b'{"event": "epoch", "epo')  # a writer killed mid-line
     assert [e["epoch"] for e in read_jsonl(path)] == [1, 2]
+    append_jsonl(path, {"event": "epoch", "epoch": 3})  # the next writer's line stays whole
+    assert [e["epoch"] for e in read_jsonl(path)] == [1, 2, 3]
+    assert read_jsonl_counted(path)[1] == 1
 
 
 def test_atomic_write_leaves_no_temp_and_replaces_whole(tmp_path: Path) -> None:

@@ -9,7 +9,13 @@ progress lines to its log (`runs/jobs/<id>.log`), and records the outcome in the
 It stops cleanly, between batches, when the job is cancelled (the queue is read at most every
 0.5 s), when its worker disappears (its parent pid changes: a worker killed with -9 leaves no
 job running unsupervised), or on SIGTERM/SIGINT; it writes a checkpoint of where it stopped,
-mid-epoch included, and the run is then `cancelled` or `interrupted`.
+mid-epoch included, and the run is then `cancelled` or `interrupted` (a signal while a cancel
+is pending is that cancel: `lab cancel` of a Slurm job records the cancel, then scancel sends
+SIGTERM).
+
+`--slurm` is the same process started by a Slurm batch script (`lab.slurm`): there is no
+worker, so it claims the job itself (worker `slurm:<SLURM_JOB_ID>`, its own pid) and has no
+parent to watch; Slurm ends it on scancel, a time limit or a node failure.
 """
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ from lab.runs import RunDir, validate_run_ref
 from lab.stopping import SignalStop
 
 CANCEL_POLL_S = 0.5
+SLURM_LEASE_S = 0.0  # no heartbeat under Slurm: Slurm, not a lease, says whether it lives
 
 
 class StopCheck:
     """The `should_stop` callback given to `fit`; remembers why it said stop."""
 
-    def __init__(self, queue: JobQueue, job_id: int, parent: int,
+    def __init__(self, queue: JobQueue, job_id: int, parent: int | None,
                  interval: float = CANCEL_POLL_S, signals: SignalStop | None = None) -> None:
         self.queue, self.job_id, self.parent, self.interval = queue, job_id, parent, interval
         self.signals = signals
@@ -41,9 +48,10 @@ class StopCheck:
 
     def __call__(self) -> bool:
         if self.signals is not None and self.signals():
-            self.reason = f"stopped by {self.signals.signal}"
+            self.reason = "cancel" if self.queue.cancel_requested(self.job_id) \
+                else f"stopped by {self.signals.signal}"
             return True
-        if os.getppid() != self.parent:
+        if self.parent is not None and os.getppid() != self.parent:
             self.reason = "its worker died"
             return True
         now = time.monotonic()
@@ -57,21 +65,22 @@ class StopCheck:
 
 
 def run_job(queue: JobQueue, job: Job, runs_dir: Path, data_dir: Path,
-            signals: SignalStop | None = None) -> str:
-    """Train `job` to its end and record the outcome; returns the job's final state."""
+            signals: SignalStop | None = None, slurm_id: str | None = None) -> str:
+    """Train `job` to its end and record the outcome; returns the job's final state. With a
+    `slurm_id` nobody supervises it but Slurm (no parent to watch)."""
     from lab.cli.common import err
     from lab.cli.progress import ProgressPrinter
     from lab.engine import resume_run, start_run
 
     attempt = job.attempts
-    stop = StopCheck(queue, job.id, parent=os.getppid(), signals=signals)
+    stop = StopCheck(queue, job.id, parent=None if slurm_id else os.getppid(), signals=signals)
     run: RunDir | None = None
 
     def created(new: RunDir) -> None:
         nonlocal run
         run = new
         queue.set_run(job.id, attempt, new.id)
-        new.update_status(job=job.id)
+        new.update_status(job=job.id, **({"slurm_job": slurm_id} if slurm_id else {}))
 
     try:
         config = job.run_config()
@@ -111,21 +120,61 @@ def run_job(queue: JobQueue, job: Job, runs_dir: Path, data_dir: Path,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.jobrun")
     parser.add_argument("job", type=int)
-    parser.add_argument("--attempt", type=int, required=True)
+    parser.add_argument("--attempt", type=int, help="the attempt its worker claimed")
+    parser.add_argument("--slurm", action="store_true",
+                        help="started by Slurm: claim the job itself (SLURM_JOB_ID)")
     parser.add_argument("--runs-dir", type=Path, required=True)
-    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path)
     args = parser.parse_args(argv)
+    if args.attempt is None and not args.slurm:
+        parser.error("--attempt is required (or --slurm)")
+    if args.data_dir is None:
+        from lab.data import default_data_dir
+
+        args.data_dir = default_data_dir()
     # Signals stop the job after its current step, with a checkpoint; repeats are ignored.
     with SignalStop(escalate=False, announce=False) as signals, \
             JobQueue.open(args.runs_dir) as queue:
-        job = queue.get(args.job)
-        # Only the attempt our worker claimed: a leftover from an earlier one must not run.
-        if job.state != "running" or job.attempts != args.attempt or job.pid != os.getppid():
-            print(f"job {job.id}: attempt {args.attempt} is not ours to run "
-                  f"(state {job.state}, attempt {job.attempts})", file=sys.stderr)
-            return 1
-        state = run_job(queue, job, args.runs_dir, args.data_dir, signals)
+        if args.slurm:
+            job, code = claim_for_slurm(queue, args.job)
+            if job is None:
+                return code
+            state = run_job(queue, job, args.runs_dir, args.data_dir, signals,
+                            slurm_id=os.environ.get("SLURM_JOB_ID") or "?")
+        else:
+            job = queue.get(args.job)
+            # Only the attempt our worker claimed: a leftover from an earlier one must not run.
+            if job.state != "running" or job.attempts != args.attempt or \
+                    job.pid != os.getppid():
+                print(f"job {job.id}: attempt {args.attempt} is not ours to run "
+                      f"(state {job.state}, attempt {job.attempts})", file=sys.stderr)
+                return 1
+            state = run_job(queue, job, args.runs_dir, args.data_dir, signals)
     return {"done": 0, "cancelled": 0, "interrupted": 130}.get(state, 1)
+
+
+def claim_for_slurm(queue: JobQueue, job_id: int) -> tuple[Job | None, int]:
+    """Claim `job_id` for this Slurm job; (None, exit code) when it is not ours to run: it
+    was cancelled before it started (exit 0: nothing failed), or another Slurm job owns it."""
+    slurm_id = os.environ.get("SLURM_JOB_ID") or "?"
+    job = queue.get(job_id)
+    if job.backend != "slurm" or job.slurm_id not in (None, slurm_id):
+        print(f"job {job_id}: not ours to run (backend {job.backend}, Slurm job "
+              f"{job.slurm_id}, we are {slurm_id})", file=sys.stderr, flush=True)
+        return None, 1
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or "cpu"
+    claimed = queue.claim(f"slurm:{slurm_id}", os.getpid(), gpu, SLURM_LEASE_S,
+                          job_id=job_id, backend="slurm")
+    if claimed is None:
+        job = queue.get(job_id)
+        print(f"job {job_id}: {job.state}, nothing to run", file=sys.stderr, flush=True)
+        return None, 0 if job.state == "cancelled" else 1
+    if claimed.slurm_id is None and slurm_id != "?":  # started before sbatch's id was stored
+        queue.set_slurm_id(job_id, slurm_id)
+        claimed = queue.get(job_id)
+    resumed = f", resuming run {claimed.run_id}" if claimed.run_id else ""
+    print(f"job {job_id}: attempt {claimed.attempts} on {gpu}{resumed}", flush=True)
+    return claimed, 0
 
 
 if __name__ == "__main__":

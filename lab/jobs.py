@@ -1,7 +1,9 @@
-"""What clients show about jobs and workers: queue rows joined with their runs' progress.
+"""What clients show about jobs and workers, and the job actions they share.
 
 The CLI (`lab queue`, `lab worker status`) and the TUI's jobs panel list the same rows in the
-same order, so both build them here from the queue and the run records, read-only.
+same order, so both build them here from the queue, the run records and, for Slurm jobs, one
+`squeue` call (`refresh`). Cancel and retry live here too, so `lab cancel` and the console's
+cancel reach Slurm (scancel, sbatch) the same way.
 """
 
 from __future__ import annotations
@@ -10,9 +12,40 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab import slurm
 from lab.errors import ConfigError, NotFoundError
-from lab.queue import CLAIMABLE, Job, WorkerRow, host_name
+from lab.queue import CLAIMABLE, Job, JobQueue, WorkerRow, host_name
 from lab.runs import RunDir, pid_alive, validate_run_ref
+from lab.slurm import SlurmState
+
+
+def refresh(queue: JobQueue, jobs: list[Job],
+            runs_dir: Path) -> tuple[list[Job], dict[int, SlurmState]]:
+    """The jobs with Slurm's view applied, and Slurm's state per job id: one squeue call per
+    listing, none at all when no job is a Slurm job."""
+    if not any(j.backend == "slurm" for j in jobs):
+        return jobs, {}
+    return slurm.reconcile(queue, jobs, runs_dir)
+
+
+def cancel_job(queue: JobQueue, job_id: int) -> Job:
+    """Cancel as `lab cancel` does: the queue records it (a waiting job is cancelled at once, a
+    running one is asked to stop at its next batch); a Slurm job is then scancelled, and its
+    process takes the SIGTERM as the cancel it finds recorded."""
+    job = queue.cancel(job_id)
+    if job.backend == "slurm":
+        slurm.scancel(job)
+        job = queue.get(job_id)
+    return job
+
+
+def retry_job(queue: JobQueue, job_id: int, fresh: bool = False) -> Job:
+    """Queue a job again; a Slurm job is handed to sbatch again (a new Slurm id)."""
+    if queue.get(job_id).backend == "slurm":
+        slurm.command("sbatch")  # before the job is touched: without sbatch it stays as it is
+        job = queue.retry(job_id, fresh=fresh)
+        return slurm.sbatch_job(queue, job, queue.path.parent)
+    return queue.retry(job_id, fresh=fresh)
 
 
 def display_order(jobs: list[Job], recent: int | None = 10) -> list[Job]:
@@ -25,15 +58,17 @@ def display_order(jobs: list[Job], recent: int | None = 10) -> list[Job]:
     return running + waiting + (done if recent is None else done[:recent])
 
 
-def job_summary(job: Job, runs_dir: Path) -> dict[str, Any]:
-    """The job as JSON plus its run's progress (epoch, accuracies) when it has a run."""
+def job_summary(job: Job, runs_dir: Path, seen: SlurmState | None = None) -> dict[str, Any]:
+    """The job as JSON plus its run's progress (epoch, accuracies) when it has a run, and for
+    a Slurm job what Slurm says (`seen`, from `refresh`)."""
     row = job.to_dict()
     config = job.config
-    row.update(display_state=job.display_state, level=config.get("level"),
+    row.update(display_state=slurm.display_state(job, seen), level=config.get("level"),
                dataset=config.get("dataset"), epochs=config.get("epochs"), epoch=0,
-               val_acc=None, test_acc=None, run_state=None)
-    if (job.state == "running" and job.host == host_name() and not pid_alive(job.pid)
-            and not pid_alive(job.child_pid)):  # until a worker requeues it
+               val_acc=None, test_acc=None, run_state=None,
+               slurm_state=seen.state if seen else None)
+    if (job.backend == "local" and job.state == "running" and job.host == host_name()
+            and not pid_alive(job.pid) and not pid_alive(job.child_pid)):  # until requeued
         row.update(display_state="interrupted", error="its worker died; a worker resumes it")
     if job.run_id:
         try:

@@ -10,6 +10,9 @@ is claimed again like a queued one and resumes its run from the last checkpoint.
 made on behalf of a running job names the attempt it belongs to, so a process left over from
 an earlier attempt can never overwrite a later one.
 
+A job's `backend` is `local` (run by our workers) or `slurm` (an sbatch job that claims the
+job for itself, see `lab.slurm`): local workers never claim, requeue or lease Slurm jobs.
+
 The queue assumes the runs directory is on a local disk of one machine (SQLite's locking is not
 reliable over network file systems): a job is requeued only when its lease has expired *and*
 both its worker and its job process are gone from this host. The lease alone could expire
@@ -93,12 +96,17 @@ class Job:
     started: float | None
     finished: float | None
     error: str | None
+    backend: str = "local"  # or "slurm"
+    slurm_id: str | None = None  # the sbatch job id of the latest attempt
+    slurm_options: dict[str, Any] | None = None  # partition, gpus, time, data_dir
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
         data = dict(row)
         data["config"] = json.loads(data["config"])
         data["cancel_requested"] = bool(data["cancel_requested"])
+        if data.get("slurm_options"):
+            data["slurm_options"] = json.loads(data["slurm_options"])
         return cls(**data)
 
     @property
@@ -153,14 +161,19 @@ class JobQueue(QueueDB):
         return Job.from_row(row)
 
     # ---- jobs ------------------------------------------------------------------------------
-    def submit(self, configs: list[RunConfig], priority: int = 0) -> list[Job]:
+    def submit(self, configs: list[RunConfig], priority: int = 0, backend: str = "local",
+               slurm_options: dict[str, Any] | None = None) -> list[Job]:
         """Queue configs in one transaction: all of them or, on any error, none."""
         check_priority(priority)
+        if backend not in ("local", "slurm"):
+            raise ValueError(backend)
+        options = json.dumps(slurm_options) if slurm_options is not None else None
         with self._write() as db:
             now = time.time()  # inside the lock: `created` follows commit order
             ids = [db.execute(
-                "INSERT INTO jobs (config, label, priority, created) VALUES (?,?,?,?)",
-                (json.dumps(c.to_dict()), c.label, priority, now)).lastrowid
+                "INSERT INTO jobs (config, label, priority, created, backend, slurm_options) "
+                "VALUES (?,?,?,?,?,?)",
+                (json.dumps(c.to_dict()), c.label, priority, now, backend, options)).lastrowid
                 for c in configs]
         return [self.get(i) for i in ids]
 
@@ -178,17 +191,19 @@ class JobQueue(QueueDB):
         return [Job.from_row(r) for r in rows]
 
     def claim(self, worker: str, pid: int, gpu: str, lease_s: float,
-              job_id: int | None = None) -> Job | None:
-        """Atomically take the best claimable job (or `job_id`) and mark it running for us."""
+              job_id: int | None = None, backend: str = "local") -> Job | None:
+        """Atomically take the best claimable job (or `job_id`) of `backend` and mark it
+        running for us (a Slurm job process claims its own job with backend 'slurm')."""
         with self._write() as db:
             now = time.time()  # inside the lock: `started` follows claim order
             if job_id is None:
                 row = db.execute(
                     "SELECT id FROM jobs WHERE state IN ('queued', 'interrupted') "
-                    "ORDER BY priority DESC, id LIMIT 1").fetchone()
+                    "AND backend = ? ORDER BY priority DESC, id LIMIT 1", (backend,)).fetchone()
             else:
                 row = db.execute("SELECT id FROM jobs WHERE id = ? AND state IN "
-                                 "('queued', 'interrupted')", (job_id,)).fetchone()
+                                 "('queued', 'interrupted') AND backend = ?",
+                                 (job_id, backend)).fetchone()
             if row is None:
                 return None
             db.execute(
@@ -201,7 +216,7 @@ class JobQueue(QueueDB):
     def has_claimable(self) -> bool:
         """A cheap read, so idle workers do not take the write lock on every poll."""
         return self._db.execute("SELECT 1 FROM jobs WHERE state IN ('queued', 'interrupted') "
-                                "LIMIT 1").fetchone() is not None
+                                "AND backend = 'local' LIMIT 1").fetchone() is not None
 
     def _update_attempt(self, job_id: int, attempt: int, sql: str, args: tuple) -> bool:
         with self._write() as db:
@@ -221,6 +236,24 @@ class JobQueue(QueueDB):
             raise ValueError(state)
         return self._update_attempt(job_id, attempt, "state = ?, error = ?, finished = ?",
                                     (state, error, time.time()))
+
+    def set_slurm_id(self, job_id: int, slurm_id: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE jobs SET slurm_id = ? WHERE id = ? AND backend = 'slurm'",
+                       (slurm_id, job_id))
+
+    def settle(self, job: Job, state: str, error: str | None = None) -> bool:
+        """Record an outcome seen from outside the job's process (Slurm's view of it), only
+        while the job is still as `job` was read: a newer attempt or an outcome the job
+        recorded itself meanwhile is never overwritten."""
+        if state not in ("done", "failed", "cancelled", "interrupted"):
+            raise ValueError(state)
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state = ?, error = ?, finished = ? WHERE id = ? AND state = ? "
+                "AND attempts = ? AND slurm_id IS ?",
+                (state, error, time.time(), job.id, job.state, job.attempts, job.slurm_id))
+            return cur.rowcount == 1
 
     def cancel_requested(self, job_id: int) -> bool:
         row = self._db.execute("SELECT cancel_requested FROM jobs WHERE id = ?",
@@ -243,7 +276,8 @@ class JobQueue(QueueDB):
 
     def retry(self, job_id: int, fresh: bool = False) -> Job:
         """Queue a failed, cancelled or interrupted job again. It resumes its run from the last
-        checkpoint unless `fresh` (which also allows re-running a done job)."""
+        checkpoint unless `fresh` (which also allows re-running a done job). A Slurm job loses
+        its old Slurm id here; `lab.slurm.sbatch_job` submits it again."""
         with self._write() as db:
             job = self._job(db, job_id)
             allowed = ("failed", "cancelled", "interrupted") + (("done",) if fresh else ())
@@ -252,7 +286,7 @@ class JobQueue(QueueDB):
                     if job.state == "done" else None
                 raise ConfigError(f"job {job_id} is {job.state}: nothing to retry", hint=hint)
             db.execute(
-                "UPDATE jobs SET state = 'queued', cancel_requested = 0, "
+                "UPDATE jobs SET state = 'queued', cancel_requested = 0, slurm_id = NULL, "
                 "error = NULL, finished = NULL, run_id = CASE WHEN ? THEN NULL ELSE run_id END "
                 "WHERE id = ?", (fresh, job_id))
             return self._job(db, job_id)
@@ -265,23 +299,25 @@ class JobQueue(QueueDB):
     def awaiting_requeue(self) -> bool:
         """Whether a running job here has lost its worker and job process but not yet its
         lease: it will become claimable (a worker draining the queue waits for it)."""
-        rows = self._db.execute("SELECT * FROM jobs WHERE state = 'running' AND host = ?",
-                                (host_name(),)).fetchall()
+        rows = self._db.execute("SELECT * FROM jobs WHERE state = 'running' AND host = ? "
+                                "AND backend = 'local'", (host_name(),)).fetchall()
         return any(not pid_alive(j.pid) and not pid_alive(j.child_pid)
                    for j in map(Job.from_row, rows))
 
     def requeue_orphans(self) -> list[Job]:
         """Running jobs whose lease expired and whose worker and job process are both gone from
         this host become `interrupted` (claimable; they resume from their checkpoint), or
-        `cancelled` when a cancel was pending. Dead workers' rows are dropped."""
+        `cancelled` when a cancel was pending. Dead workers' rows are dropped. Slurm jobs are
+        left to Slurm (`lab.slurm.reconcile`)."""
         now = time.time()
         stale = self._db.execute("SELECT 1 FROM jobs WHERE state = 'running' AND "
-                                 "lease_until < ? LIMIT 1", (now,)).fetchone()
+                                 "backend = 'local' AND lease_until < ? LIMIT 1",
+                                 (now,)).fetchone()
         requeued = []
         if stale is not None:
             with self._write() as db:
                 rows = db.execute("SELECT * FROM jobs WHERE state = 'running' AND "
-                                  "lease_until < ?", (now,)).fetchall()
+                                  "backend = 'local' AND lease_until < ?", (now,)).fetchall()
                 for job in map(Job.from_row, rows):
                     if not self._orphaned(job, now):
                         continue

@@ -9,7 +9,7 @@ import pytest
 
 ENGINE = ["lab", "lab.config", "lab.levels", "lab.models", "lab.train", "lab.runs", "lab.engine",
           "lab.metrics", "lab.report", "lab.plots", "lab.data", "lab.data.loader", "lab.cli",
-          "lab.queue", "lab.worker", "lab.jobrun", "lab.jobs"]
+          "lab.queue", "lab.worker", "lab.jobrun", "lab.jobs", "lab.slurm"]
 
 
 def _modules_after_import(module: str) -> set[str]:

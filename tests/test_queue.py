@@ -3,6 +3,7 @@ machine (cancel, retry, stale attempts), requeue of jobs whose worker died, GPU 
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import multiprocessing.synchronize
 import os
@@ -18,6 +19,7 @@ import pytest
 from lab.errors import ConfigError, DataError, NotFoundError
 from lab.levels import level_config
 from lab.queue import JobQueue, parse_job_id
+from lab.queuedb import SCHEMA_VERSION
 from lab.runs import pid_alive
 from lab.worker import Slot, parse_gpus
 
@@ -41,7 +43,7 @@ def test_database_file_is_wal_with_a_busy_timeout(queue: JobQueue) -> None:
     assert queue.path.name == "lab.db" and queue.path.is_file()
     db = sqlite3.connect(queue.path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")} >= \
         {"jobs", "workers"}
     db.close()
@@ -264,3 +266,68 @@ def test_submitting_never_imports_torch() -> None:
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# The schema of version 1 as lab wrote it before Slurm jobs (frozen here: the migration must
+# take exactly such a file forward).
+SCHEMA_V1 = (
+    """CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, config TEXT NOT NULL, label TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done',
+            'failed', 'cancelled', 'interrupted')),
+        attempts INTEGER NOT NULL DEFAULT 0, gpu TEXT, run_id TEXT, worker TEXT, pid INTEGER,
+        child_pid INTEGER, host TEXT, heartbeat REAL, lease_until REAL,
+        cancel_requested INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, started REAL,
+        finished REAL, error TEXT)""",
+    "CREATE INDEX jobs_by_state ON jobs (state, priority DESC, id)",
+    """CREATE TABLE workers (
+        id TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, slots TEXT NOT NULL,
+        detached INTEGER NOT NULL DEFAULT 0, log TEXT, started REAL NOT NULL,
+        heartbeat REAL NOT NULL, lease_until REAL NOT NULL, stop INTEGER NOT NULL DEFAULT 0)""",
+    "PRAGMA user_version = 1",
+)
+
+
+def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "lab.db"
+    old = sqlite3.connect(path)
+    for statement in SCHEMA_V1:
+        old.execute(statement)
+    config = json.dumps(TINY.to_dict())
+    old.execute("INSERT INTO jobs (config, label, priority, state, created, run_id, error) "
+                "VALUES (?, 'L3', 2, 'failed', 1.0, 'run-a', 'boom')", (config,))
+    old.execute("INSERT INTO jobs (config, label, created) VALUES (?, 'L3', 2.0)", (config,))
+    old.commit()
+    old.close()
+    with JobQueue(path) as queue:
+        failed, waiting = queue.jobs(("failed",)) + queue.jobs(("queued",))
+        assert (failed.id, failed.priority, failed.run_id, failed.error) == (1, 2, "run-a", "boom")
+        assert (failed.backend, failed.slurm_id, failed.slurm_options) == ("local", None, None)
+        assert waiting.run_config() == TINY
+        assert queue.claim("w", os.getpid(), "cpu", 60).id == waiting.id  # still a local job
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+    assert {"backend", "slurm_id", "slurm_options"} <= columns
+    with pytest.raises(sqlite3.IntegrityError):  # only the two backends there are
+        db.execute("UPDATE jobs SET backend = 'pbs' WHERE id = 1")
+    db.close()
+    with JobQueue(path) as again:  # opening a migrated file changes nothing
+        assert [j.id for j in again.jobs()] == [1, 2]
+
+
+def test_local_workers_never_touch_slurm_jobs(queue: JobQueue) -> None:
+    (slurm_job,) = queue.submit([TINY], backend="slurm", slurm_options={"gpus": 0})
+    assert slurm_job.backend == "slurm" and slurm_job.slurm_options == {"gpus": 0}
+    assert not queue.has_claimable()
+    assert queue.claim("w", os.getpid(), "cpu", 60) is None
+    assert queue.claim("w", os.getpid(), "cpu", 60, job_id=slurm_job.id) is None
+    # its own Slurm job claims it; no heartbeat keeps its lease, and its process is gone
+    mine = queue.claim("slurm:7", dead_pid(), "cpu", lease_s=-1, job_id=slurm_job.id,
+                       backend="slurm")
+    assert mine is not None and mine.worker == "slurm:7"
+    assert queue.requeue_orphans() == [] and not queue.awaiting_requeue()
+    assert queue.get(slurm_job.id).state == "running"  # left to lab.slurm.reconcile
+    (local,) = queue.submit([TINY])
+    assert queue.claim("w", os.getpid(), "cpu", 60).id == local.id

@@ -178,7 +178,7 @@ def test_sigterm_interrupts_and_stop_now_cancels_the_running_job(
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=60) == 130
         stopped = job(runs, job_id)
-        assert (stopped.state, stopped.error) == ("interrupted", "interrupted: stopped by a signal")
+        assert (stopped.state, stopped.error) == ("interrupted", "interrupted: stopped by SIGTERM")
         assert run.status()["state"] == "interrupted"
         checkpointed = torch.load(run.checkpoint_path, weights_only=True)["epoch"]
 

@@ -47,6 +47,8 @@ def load_detail(runs_dir: Path, row: Row) -> RunDetail:
     detail = RunDetail(key=row.key, run_id=row.run_id, state=row.state)
     if row.job_id is not None:
         detail.job = _job_dict(runs_dir, row.job_id)
+        if detail.job is not None and row.slurm_state:  # from the list's squeue call
+            detail.job["slurm_state"] = row.slurm_state
         detail.config = (detail.job or {}).get("config")  # until the run has its own config
     detail.log = _tail(job_log) if job_log else []
     if row.run_id is None:

@@ -39,19 +39,27 @@ def submit(runs_dir: Path, config: Any, priority: int) -> tuple[int, bool]:
 
 
 def cancel(runs_dir: Path, job_id: int) -> str:
+    """`lab cancel`'s engine call: a Slurm job is scancelled as well."""
+    from lab.jobs import cancel_job
 
     with _open(runs_dir) as queue:
-        job = queue.cancel(job_id)
+        job = cancel_job(queue, job_id)
     if job.state == "cancelled":
         return f"job {job.id} cancelled" + (f"; run {job.run_id} kept" if job.run_id else "")
     return f"job {job.id} is cancelling: it stops at its next batch"
 
 
 def retry(runs_dir: Path, job_id: int) -> str:
+    """`lab retry`'s engine call: a Slurm job is handed to sbatch again."""
+    from lab.jobs import retry_job
+
     with _open(runs_dir) as queue:
-        job = queue.retry(job_id)
+        job = retry_job(queue, job_id)
+    if job.state == "failed":
+        raise RunFailed(f"job {job.id}: {job.error}")
     how = f"resumes run {job.run_id}" if job.run_id else "starts a new run"
-    return f"job {job.id} queued again: its next attempt {how}"
+    where = f" (Slurm job {job.slurm_id})" if job.slurm_id else ""
+    return f"job {job.id} queued again{where}: its next attempt {how}"
 
 
 def workers_alive(runs_dir: Path) -> bool:

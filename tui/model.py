@@ -44,6 +44,8 @@ class Row:
     priority: int = 0
     error: str | None = None  # why the row is failed or corrupt
     warning: str | None = None  # a damaged record the row still shows (a torn metrics line)
+    slurm_id: str | None = None  # a Slurm job's id (`lab submit --slurm`)
+    slurm_state: str | None = None  # what squeue/sacct said of it at the last refresh
 
     @property
     def label(self) -> str:
@@ -57,6 +59,7 @@ class Row:
         hay = " ".join(str(v) for v in (
             self.name, self.state, self.dataset, self.model, self.run_id or "",
             f"l{self.level}" if self.level else "custom", f"#{self.job_id}" if self.job_id else "",
+            f"slurm {self.slurm_id} {self.slurm_state or ''}" if self.slurm_id else "",
         )).lower()
         return all(word in hay for word in text.lower().split())
 
@@ -182,7 +185,8 @@ def job_row(job: dict[str, Any], run: Row | None) -> Row:
                state=state, job_id=job["id"], run_id=job.get("run_id"), level=level,
                model=str(config.get("model", "")), dataset=str(config.get("dataset", "")),
                epochs=config.get("epochs"), created=job.get("created"),
-               priority=job.get("priority") or 0, error=job.get("error"))
+               priority=job.get("priority") or 0, error=job.get("error"),
+               slurm_id=job.get("slurm_id"), slurm_state=job.get("slurm_state"))
     if run is None:
         return base
     return replace(base, epoch=run.epoch, val_acc=run.val_acc, test_acc=run.test_acc,
@@ -198,9 +202,12 @@ def _created_from_id(run_id: str) -> float | None:
 
 
 def read_queue(runs_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
-    """Jobs and live workers from `runs/lab.db`; a missing database is an empty queue."""
+    """Jobs and live workers from `runs/lab.db`; a missing database is an empty queue. Slurm
+    jobs show Slurm's view (`lab.jobs.refresh`: one squeue call, only if there are any)."""
     try:
+        from lab.jobs import refresh
         from lab.queue import JobQueue
+        from lab.slurm import display_state
     except ImportError:  # an engine without the queue: runs only
         return [], [], None
     try:
@@ -208,7 +215,9 @@ def read_queue(runs_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any
         if queue is None:
             return [], [], None
         with queue:
-            jobs = [{**j.__dict__, "state": j.display_state} for j in queue.jobs()]
+            found, seen = refresh(queue, queue.jobs(), runs_dir)
+            jobs = [{**j.__dict__, "state": display_state(j, seen.get(j.id)),
+                     "slurm_state": seen[j.id].state if j.id in seen else None} for j in found]
             workers = [{"id": w.id, "pid": w.pid, "slots": list(w.slots), "detached": w.detached}
                        for w in queue.workers() if w.alive]
         return jobs, workers, None

@@ -2,7 +2,8 @@
 
 None of these import torch: submitting is a config check and one database transaction, so a
 script can queue many jobs quickly. Readers never create the database (`lab queue` in a fresh
-directory prints an empty queue and writes nothing).
+directory prints an empty queue and writes nothing). `--slurm` jobs go through `lab.slurm`;
+listings show Slurm's view of them (`lab.jobs.refresh`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from lab.cli.common import JsonOpt, RunsDirOpt, err, out, pct, print_json, runs_dir
+from lab.cli.common import (
+    DataDirOpt,
+    JsonOpt,
+    RunsDirOpt,
+    data_dir,
+    err,
+    out,
+    pct,
+    print_json,
+    runs_dir,
+)
 from lab.cli.run import (
     BatchSizeOpt,
     ConfigFileOpt,
@@ -60,10 +71,22 @@ def submit(
     json_out: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q",
                                         help="Print only the job ids, one a line.")] = False,
+    use_slurm: Annotated[bool, typer.Option(
+        "--slurm", help="Hand each job to Slurm (sbatch) instead of the local workers.")] = False,
+    partition: Annotated[str | None, typer.Option(
+        help="Slurm partition (with --slurm).", show_default=False)] = None,
+    gpus_per_job: Annotated[int, typer.Option(
+        "--gpus-per-job", help="GPUs Slurm gives each job (with --slurm; 0: CPU only).",
+        min=0)] = 0,
+    time_limit: Annotated[str | None, typer.Option(
+        "--time", help="Slurm time limit per job, e.g. 2:00:00 (with --slurm).",
+        show_default=False)] = None,
     runs: RunsDirOpt = None,
+    data: DataDirOpt = None,
 ) -> None:
-    """Queue one job per --level (same overrides for each); a worker runs them."""
-    from lab.errors import ConfigError
+    """Queue one job per --level (same overrides for each); a worker runs them, or with
+    --slurm, Slurm does."""
+    from lab.errors import ConfigError, RunFailed
     from lab.jobs import queueable
     from lab.levels import build_config
     from lab.queue import JobQueue, check_priority
@@ -82,9 +105,22 @@ def submit(
                    for level in levels]
     configs = [queueable(c) for c in configs]  # every config checked before anything is written
     check_priority(priority)
-    with JobQueue.open(runs_dir(runs)) as queue:
-        jobs = queue.submit(configs, priority=priority)
-        idle = not any(w.alive for w in queue.workers())
+    if not use_slurm:
+        if partition is not None or gpus_per_job or time_limit is not None:
+            raise ConfigError("--partition, --gpus-per-job and --time are for --slurm jobs")
+        with JobQueue.open(runs_dir(runs)) as queue:
+            jobs = queue.submit(configs, priority=priority)
+            idle = not any(w.alive for w in queue.workers())
+    else:
+        from lab import slurm
+
+        options = slurm.SlurmOptions.checked(partition, gpus_per_job, time_limit,
+                                             data_dir(data))
+        slurm.command("sbatch")  # before the queue is opened: without Slurm nothing is written
+        path = runs_dir(runs).resolve()
+        with JobQueue.open(path) as queue:
+            jobs = slurm.submit(queue, configs, priority, options, path)
+        idle = False
     if json_out:
         print_json([j.to_dict() for j in jobs])
     elif quiet:
@@ -92,10 +128,17 @@ def submit(
     else:
         for j in jobs:
             c = j.config
-            out.print(f"job {j.id} queued: {j.label} {c['model']} on {c['dataset']}, "
+            how = (f"queued: {j.label}" if j.backend == "local" else
+                   f"submitted to Slurm as job {j.slurm_id}: {j.label}" if j.slurm_id else
+                   f"failed: {j.label}")
+            out.print(f"job {j.id} {how} {c['model']} on {c['dataset']}, "
                       f"{c['image_size']}px, {c['epochs']} epochs, priority {j.priority}")
     if idle and not quiet:
         err.print("no worker is running: start one with `lab worker --detach`")
+    failed = [j for j in jobs if j.backend == "slurm" and j.state == "failed"]
+    if failed:
+        raise RunFailed(f"job {failed[0].id}: {failed[0].error}"
+                        + (f" ({len(failed)} jobs failed)" if len(failed) > 1 else ""))
 
 
 def queue_cmd(
@@ -151,15 +194,16 @@ def _watch_lines(path: Path, show_all: bool, interval: float, json_out: bool) ->
 
 
 def _rows(path: Path, show_all: bool) -> list[dict[str, Any]]:
-    from lab.jobs import display_order, job_summary
+    from lab.jobs import display_order, job_summary, refresh
     from lab.queue import JobQueue
 
     queue = JobQueue.open(path, create=False)
     if queue is None:
         return []
     with queue:
-        jobs = display_order(queue.jobs(), recent=None if show_all else 10)
-    return [job_summary(j, path) for j in jobs]
+        jobs, seen = refresh(queue, queue.jobs(), path)
+    jobs = display_order(jobs, recent=None if show_all else 10)
+    return [job_summary(j, path, seen.get(j.id)) for j in jobs]
 
 
 def jobs_table(rows: list[dict[str, Any]]) -> Table:
@@ -167,17 +211,24 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
     for name in ("Job", "L", "State", "Prio", "Try", "GPU", "Epoch", "Val", "Test"):
         table.add_column(name, justify="left" if name in ("L", "State", "GPU") else "right",
                          no_wrap=True)
+    slurm = any(r.get("backend") == "slurm" for r in rows)
+    if slurm:  # only where there are Slurm jobs: a local queue looks as it always did
+        table.add_column("Slurm", no_wrap=True)
     table.add_column("Run / note", min_width=23, overflow="fold")
     for r in rows:
         state = r["display_state"]
         note = r["run_id"] or ""
         if r["error"] and state in ("failed", "interrupted", "cancelled"):
             note = f"{note}: {r['error']}" if note else r["error"]
-        table.add_row(str(r["id"]), str(r["level"] or "–"),
-                      Text(state, style=STATE_STYLE.get(state, "")), str(r["priority"]),
-                      str(r["attempts"]), r["gpu"] or "–",
-                      f"{r['epoch']}/{r['epochs']}" if r["run_id"] else "–",
-                      pct(r["val_acc"]), Text(pct(r["test_acc"]), style="bold"), note)
+        cells = [str(r["id"]), str(r["level"] or "–"),
+                 Text(state, style=STATE_STYLE.get(state, "")), str(r["priority"]),
+                 str(r["attempts"]), r["gpu"] or "–",
+                 f"{r['epoch']}/{r['epochs']}" if r["run_id"] else "–",
+                 pct(r["val_acc"]), Text(pct(r["test_acc"]), style="bold")]
+        if slurm:
+            cells.append(" ".join(str(v) for v in (r.get("slurm_id"), r.get("slurm_state"))
+                                  if v) or "–")
+        table.add_row(*cells, note)
     if not rows:
         table.caption = "no jobs: queue some with `lab submit --level 3`"
     return table
@@ -191,14 +242,15 @@ def cancel(
 ) -> None:
     """Cancel a job: a waiting one never runs; a running one stops cleanly at its next batch,
     its run kept and marked cancelled."""
+    from lab.jobs import cancel_job, refresh
     from lab.queue import FINISHED, parse_job_id
 
     job_id = parse_job_id(job_ref)
     with _open(runs, job_id) as queue:
-        job = queue.cancel(job_id)
+        job = cancel_job(queue, job_id)
         while wait and job.state not in FINISHED:
             time.sleep(0.2)
-            job = queue.get(job_id)
+            job = refresh(queue, [queue.get(job_id)], runs_dir(runs))[0][0]
     if json_out:
         print_json(job.to_dict())
     elif job.state == "cancelled":
@@ -220,17 +272,22 @@ def retry(
 ) -> None:
     """Queue a failed, cancelled or interrupted job again; it resumes its run from the last
     checkpoint (or, with --fresh, starts a new one)."""
+    from lab.errors import RunFailed
+    from lab.jobs import retry_job
     from lab.queue import parse_job_id
 
     job_id = parse_job_id(job_ref)
     with _open(runs, job_id) as queue:
-        job = queue.retry(job_id, fresh=fresh)
-        idle = not any(w.alive for w in queue.workers())
+        job = retry_job(queue, job_id, fresh=fresh)
+        idle = job.backend == "local" and not any(w.alive for w in queue.workers())
+    if job.state == "failed":  # sbatch refused it
+        raise RunFailed(f"job {job.id}: {job.error}")
     if json_out:
         print_json(job.to_dict())
     else:
         how = f"resumes run {job.run_id}" if job.run_id else "starts a new run"
-        out.print(f"job {job.id} queued again: its next attempt {how}")
+        where = f" (Slurm job {job.slurm_id})" if job.slurm_id else ""
+        out.print(f"job {job.id} queued again{where}: its next attempt {how}")
     if idle:
         err.print("no worker is running: start one with `lab worker --detach`")
 

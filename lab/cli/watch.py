@@ -22,6 +22,8 @@ from rich.text import Text
 
 from lab.cli.common import RunsDirOpt, color_enabled, err, out, runs_dir
 
+SLURM_EVERY_S = 5.0  # a Slurm job's state is asked of squeue this often while watching
+
 
 @dataclass
 class Target:
@@ -36,6 +38,7 @@ class Target:
     finished: bool = False
     events: list[dict[str, Any]] = field(default_factory=list)
     _size: int = -1
+    _slurm_next: float = 0.0  # when to ask Slurm again about a Slurm job
 
     def refresh(self, queue: Any) -> None:
         from lab.queue import FINISHED
@@ -44,6 +47,12 @@ class Target:
 
         if self.job_id is not None:
             job = queue.get(self.job_id)
+            if job.backend == "slurm" and job.state not in FINISHED \
+                    and time.monotonic() >= self._slurm_next:  # one squeue every few seconds
+                from lab.jobs import refresh
+
+                job = refresh(queue, [job], self.runs)[0][0]
+                self._slurm_next = time.monotonic() + SLURM_EVERY_S
             self.run_id = job.run_id
             self.state, self.error = job.display_state, job.error
             self.finished = job.state in FINISHED

@@ -18,8 +18,8 @@ from tui.detail import RunDetail
 
 STATUS_KEYS = ("state", "device", "created", "started", "finished", "updated", "pid", "host",
                "error", "gradcam_error")
-JOB_KEYS = ("id", "state", "priority", "attempts", "gpu", "worker", "created", "started",
-            "finished", "error")
+JOB_KEYS = ("id", "state", "priority", "attempts", "gpu", "worker", "slurm_id", "slurm_state",
+            "created", "started", "finished", "error")
 
 
 class ConfigView(VerticalScroll):

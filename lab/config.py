@@ -67,6 +67,8 @@ class RunConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA when supported, fp32 elsewhere
     channels_last: bool = False
     compile: bool = False  # torch.compile the training module (Grad-CAM uses the plain one)
+    nproc: int = 1  # data-parallel processes (torchrun + DDP); one GPU each on CUDA
+    sync_bn: bool = False  # synchronise BatchNorm statistics across processes (GPUs only)
     log_every: int = 20  # steps between step events in metrics.jsonl
     gradcam: int = 2  # Grad-CAM images per class and kind (right, wrong) after a run; 0: none
     notes: str = ""
@@ -176,6 +178,11 @@ class RunConfig:
             raise bad("cnn_convs", "must be between 1 and 4")
         if self.cnn_hidden < 1:
             raise bad("cnn_hidden", "must be positive")
+        if not 1 <= self.nproc <= 1024:
+            raise bad("nproc", "must be between 1 and 1024")
+        if self.batch_size % self.nproc:
+            raise bad("batch_size", f"must be a multiple of nproc ({self.nproc}): the global "
+                      "batch is split evenly over the processes")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         if not 0.0 < self.lr <= 10.0:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab import distributed
 from lab.config import RunConfig
 from lab.errors import ConfigError
 from lab.runs import RunDir, new_run
@@ -30,27 +31,83 @@ def preflight(config: RunConfig, data_dir: Path) -> None:
 def start_run(config: RunConfig, runs_dir: Path, data_dir: Path, emit: Emit | None = None,
               on_created: Callable[[RunDir], None] | None = None,
               check: bool = True, should_stop: Callable[[], bool] | None = None,
+              progress: str = "auto", job: int | None = None,
               ) -> tuple[RunDir, dict[str, Any]]:
     """Check what can be checked, create the run directory, train it to the end.
 
-    `should_stop` is polled after every batch (a queued job's cancel check); see `fit`."""
+    `should_stop` is polled after every batch (a queued job's cancel check); see `fit`. A
+    config with `nproc` > 1 starts that many processes under torchrun's agent (see
+    `lab.distributed`; `progress` is how rank 0 prints: auto, plain or quiet, and `job` the
+    queued job it answers to). Started by torchrun itself (RANK and WORLD_SIZE set), this
+    process is one rank: rank 0 creates the run and tells the others its id."""
+    ranked = distributed.from_env()
+    if ranked is not None and ranked.active:
+        return _start_as_rank(config, runs_dir, data_dir, emit, on_created, check, ranked)
     if check:
         preflight(config, data_dir)
     run = new_run(runs_dir, config)
     if on_created is not None:
         on_created(run)
+    if config.nproc > 1:
+        return run, distributed.launch(run, data_dir, config.nproc, resume=False,
+                                       quiet=progress == "quiet", plain=progress == "plain",
+                                       job=job)
     result = fit(config, run, data_dir, emit or (lambda _e: None), should_stop=should_stop)
     return run, result
 
 
+def _start_as_rank(config: RunConfig, runs_dir: Path, data_dir: Path, emit: Emit | None,
+                   on_created: Callable[[RunDir], None] | None, check: bool,
+                   dist: distributed.Dist) -> tuple[RunDir, dict[str, Any]]:
+    from lab.stopping import SignalStop
+
+    distributed.init(dist, config.device)
+    config = config.replace(nproc=dist.world)
+    run_id = None
+    if dist.main:
+        if check:
+            preflight(config, data_dir)
+        run = new_run(runs_dir, config)
+        if on_created is not None:
+            on_created(run)
+        run_id = run.id
+    run_id = distributed.gather_objects(dist, run_id)[0]
+    run = RunDir(Path(runs_dir) / run_id)
+    with SignalStop(escalate=False, announce=dist.main) as stop:
+        try:
+            result = fit(config, run, data_dir, emit or (lambda _e: None), should_stop=stop,
+                         dist=dist)
+        finally:
+            distributed.shutdown()
+    return run, result
+
+
 def resume_run(run: RunDir, data_dir: Path, emit: Emit | None = None,
-               should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Continue an interrupted or failed run from its last checkpoint (or from the start)."""
+               should_stop: Callable[[], bool] | None = None, progress: str = "auto",
+               job: int | None = None) -> dict[str, Any]:
+    """Continue an interrupted or failed run from its last checkpoint (or from the start),
+    with as many processes as it was started with."""
     state = run.live_state()
     if state == "done":
         raise ConfigError(f"run {run.id} is already done: nothing to resume")
     if state == "running":
         pid = run.status().get("pid")
         raise ConfigError(f"run {run.id} is still running (pid {pid})")
-    return fit(run.config(), run, data_dir, emit or (lambda _e: None), resume=True,
+    config = run.config()
+    ranked = distributed.from_env()
+    if ranked is not None and ranked.active:
+        from lab.stopping import SignalStop
+
+        distributed.init(ranked, config.device)
+        with SignalStop(escalate=False, announce=ranked.main) as stop:
+            try:
+                return fit(config.replace(nproc=ranked.world), run, data_dir,
+                           emit or (lambda _e: None), resume=True, should_stop=stop,
+                           dist=ranked)
+            finally:
+                distributed.shutdown()
+    if config.nproc > 1:
+        return distributed.launch(run, data_dir, config.nproc, resume=True,
+                                  quiet=progress == "quiet", plain=progress == "plain", job=job)
+    return fit(config, run, data_dir, emit or (lambda _e: None), resume=True,
                should_stop=should_stop)

@@ -75,6 +75,17 @@ def parse_job_id(ref: str | int) -> int:
     return int(text)
 
 
+# The same rule as `slots_needed`, for the claim query (configs are stored as JSON).
+_SLOTS_SQL = ("(CASE WHEN json_extract(config, '$.device') = 'cpu' THEN 1 "
+              "ELSE max(1, coalesce(json_extract(config, '$.nproc'), 1)) END)")
+
+
+def slots_needed(config: dict[str, Any]) -> int:
+    if config.get("device") == "cpu":
+        return 1
+    return max(1, int(config.get("nproc") or 1))
+
+
 @dataclass(frozen=True)
 class Job:
     id: int
@@ -112,6 +123,11 @@ class Job:
     @property
     def display_state(self) -> str:
         return "cancelling" if self.state == "running" and self.cancel_requested else self.state
+
+    @property
+    def slots(self) -> int:
+        """GPUs the job takes on a GPU worker: one per process, one for a CPU job."""
+        return slots_needed(self.config)
 
     def run_config(self) -> RunConfig:
         return RunConfig.from_dict(self.config, strict=False)
@@ -191,15 +207,21 @@ class JobQueue(QueueDB):
         return [Job.from_row(r) for r in rows]
 
     def claim(self, worker: str, pid: int, gpu: str, lease_s: float,
-              job_id: int | None = None, backend: str = "local") -> Job | None:
+              job_id: int | None = None, backend: str = "local",
+              max_slots: int | None = None) -> Job | None:
         """Atomically take the best claimable job (or `job_id`) of `backend` and mark it
-        running for us (a Slurm job process claims its own job with backend 'slurm')."""
+        running for us (a Slurm job process claims its own job with backend 'slurm'). With
+        `max_slots`, only a job needing at most that many GPUs (see `Job.slots`) is taken: the
+        best that fits, so a job waiting for more GPUs does not hold up smaller ones."""
         with self._write() as db:
             now = time.time()  # inside the lock: `started` follows claim order
             if job_id is None:
+                fits = f" AND {_SLOTS_SQL} <= ?" if max_slots is not None else ""
+                args = (backend,) + ((max_slots,) if max_slots is not None else ())
                 row = db.execute(
                     "SELECT id FROM jobs WHERE state IN ('queued', 'interrupted') "
-                    "AND backend = ? ORDER BY priority DESC, id LIMIT 1", (backend,)).fetchone()
+                    f"AND backend = ?{fits} ORDER BY priority DESC, id LIMIT 1",
+                    args).fetchone()
             else:
                 row = db.execute("SELECT id FROM jobs WHERE id = ? AND state IN "
                                  "('queued', 'interrupted') AND backend = ?",
@@ -226,6 +248,10 @@ class JobQueue(QueueDB):
 
     def set_child(self, job_id: int, attempt: int, child_pid: int) -> bool:
         return self._update_attempt(job_id, attempt, "child_pid = ?", (child_pid,))
+
+    def set_gpu(self, job_id: int, attempt: int, gpu: str) -> bool:
+        """The slots a claimed job was given (its claim recorded all that were free)."""
+        return self._update_attempt(job_id, attempt, "gpu = ?", (gpu,))
 
     def set_run(self, job_id: int, attempt: int, run_id: str) -> bool:
         return self._update_attempt(job_id, attempt, "run_id = ?", (run_id,))

@@ -27,6 +27,7 @@ from lab.config import RunConfig
 from lab.data import Dataset, Split, load_dataset, make_split
 from lab.data.augment import AugmentSpec, resize_normalize
 from lab.data.loader import DeviceLoader
+from lab.distributed import Dist, all_sum, any_rank, gather_objects
 from lab.errors import ConfigError, DataError, LabError, RunFailed
 from lab.metrics import classification_summary
 from lab.models import build_model
@@ -77,9 +78,11 @@ class Prepared:
     train: DeviceLoader
     val: DeviceLoader
     test: DeviceLoader
-    test_labels: np.ndarray
+    test_labels: np.ndarray  # the whole test set's, whichever part this process evaluates
+    test_x: np.ndarray  # the whole test set, on the host (for the Grad-CAM gallery)
     notes: list[str]
     augmentation: str  # what was applied, which the data set may have narrowed
+    train_images: int  # per epoch, over all processes
 
 
 def split_data(config: RunConfig, data_dir: Path) -> tuple[Dataset, Split, np.ndarray, np.ndarray]:
@@ -96,8 +99,14 @@ def split_data(config: RunConfig, data_dir: Path) -> tuple[Dataset, Split, np.nd
     return data, split, data.train_x[split.test], data.train_y[split.test]
 
 
-def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Prepared:
-    """Load the data set, draw the seeded split and put each part on the device once."""
+def prepare_data(config: RunConfig, data_dir: Path, device: torch.device,
+                 dist: Dist | None = None) -> Prepared:
+    """Load the data set, draw the seeded split and put each part on the device once.
+
+    With several processes each holds only its shard: training images dealt round-robin (the
+    last few repeated so every shard is as long, as DistributedSampler does), validation and
+    test images in contiguous chunks, and a batch of batch_size / processes."""
+    dist = dist or Dist.single()
     data, split, test_x, test_y = split_data(config, data_dir)
     notes = []
     hflip = config.hflip
@@ -107,17 +116,28 @@ def prepare_data(config: RunConfig, data_dir: Path, device: torch.device) -> Pre
     spec = AugmentSpec(hflip=hflip, rotation=config.rotation,
                        crop_padding=config.crop_padding, brightness=config.brightness,
                        contrast=config.contrast, saturation=config.saturation)
+    train_idx, val_idx, test_idx = split.train, split.val, np.arange(len(test_y))
+    if dist.active:
+        total = -(-len(train_idx) // dist.world) * dist.world
+        if total > len(train_idx):
+            notes.append(f"{total - len(train_idx)} training image(s) repeated so the "
+                         f"{dist.world} shards are equal")
+        train_idx = np.concatenate([train_idx, train_idx[: total - len(train_idx)]])
+        train_idx = train_idx[dist.rank::dist.world]
+        val_idx = np.array_split(val_idx, dist.world)[dist.rank]
+        test_idx = np.array_split(test_idx, dist.world)[dist.rank]
     common = dict(image_size=config.image_size, channels_last=config.channels_last)
     train = DeviceLoader.from_numpy(
-        data.train_x[split.train], data.train_y[split.train], device,
-        batch_size=config.batch_size, augment=spec if config.augment else None, shuffle=True,
-        seed=config.seed, **common)
-    val = DeviceLoader.from_numpy(data.train_x[split.val], data.train_y[split.val], device,
+        data.train_x[train_idx], data.train_y[train_idx], device,
+        batch_size=config.batch_size // dist.world, augment=spec if config.augment else None,
+        shuffle=True, seed=config.seed, stream=dist.rank, **common)
+    val = DeviceLoader.from_numpy(data.train_x[val_idx], data.train_y[val_idx], device,
                                   batch_size=config.eval_batch_size, **common)
-    test = DeviceLoader.from_numpy(test_x, test_y, device, batch_size=config.eval_batch_size,
-                                   **common)
+    test = DeviceLoader.from_numpy(test_x[test_idx], test_y[test_idx], device,
+                                   batch_size=config.eval_batch_size, **common)
     applied = config.replace(hflip=hflip).augmentation_summary()
-    return Prepared(data, split, train, val, test, np.asarray(test_y), notes, applied)
+    return Prepared(data, split, train, val, test, np.asarray(test_y), np.asarray(test_x), notes,
+                    applied, train.num_samples * dist.world)
 
 
 def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -210,7 +230,8 @@ class Stopped(KeyboardInterrupt):
 
 
 def fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit = _ignore,
-        resume: bool = False, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+        resume: bool = False, should_stop: Callable[[], bool] | None = None,
+        dist: Dist | None = None) -> dict[str, Any]:
     """Train, validate each epoch, test at the end; record everything in `run`.
 
     `should_stop` is polled after every batch: when it says stop, the loop writes a checkpoint
@@ -218,18 +239,24 @@ def fit(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit = _ignore,
     status says what happened: `interrupted` for a stop or Ctrl-C, `failed` with the error for
     anything else. A resumed run continues from its checkpoint; what goes wrong before it has
     written anything (a corrupt checkpoint, missing data) leaves its records as they were.
+
+    With `dist` (one rank of a data-parallel job, see `lab.distributed`) only rank 0 writes;
+    every rank must call this with the same arguments.
     """
+    dist = dist or Dist.single()
+    emit = emit if dist.main else _ignore
     t_start = time.perf_counter()
     try:
-        setup = _setup(config, run, data_dir, resume)
+        setup = _setup(config, run, data_dir, resume, dist)
     except BaseException as exc:
-        if not resume:  # a new run: its records exist only to say what happened
+        if not resume and dist.main:  # a new run: its records exist to say what happened
             _record_end(run, exc)
         raise
     try:
-        return _train(setup, config, run, emit, should_stop, t_start)
+        return _train(setup, config, run, emit, should_stop, t_start, dist)
     except BaseException as exc:
-        _record_end(run, exc)
+        if dist.main:
+            _record_end(run, exc)
         raise
 
 
@@ -257,22 +284,33 @@ class _Setup:
     resumed: checkpoint.Loaded | None
 
 
-def _setup(config: RunConfig, run: RunDir, data_dir: Path, resume: bool) -> _Setup:
+def _setup(config: RunConfig, run: RunDir, data_dir: Path, resume: bool,
+           dist: Dist) -> _Setup:
     """Everything that can fail on bad input, before anything is written."""
-    device = resolve_device(config.device)
+    if dist.active:
+        from lab import distributed
+
+        distributed.check_world(config, dist)
+        device = torch.device(distributed.init(dist, config.device))
+    else:
+        device = resolve_device(config.device)
     autocast_dtype = resolve_precision(config.precision, device)
     resumed = checkpoint.load_latest(run) if resume else None
     torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.cuda.set_device(device)
-    prep = prepare_data(config, data_dir, device)
+    prep = prepare_data(config, data_dir, device, dist)
     model = build_model(config, len(prep.data.classes))
     if resumed is not None:
         checkpoint.load_model_state(model, resumed.state["model"], resumed.path)
+    if dist.rank:  # the same initial weights (DDP copies rank 0's), other dropout draws
+        torch.manual_seed(config.seed * 7919 + dist.rank)
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if config.sync_bn and dist.active:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(config, optimizer, len(prep.train))
     use_scaler = autocast_dtype == torch.float16 and device.type == "cuda"
@@ -287,20 +325,40 @@ def _setup(config: RunConfig, run: RunDir, data_dir: Path, resume: bool) -> _Set
             raise DataError(f"{resumed.path} does not fit this run's optimizer ({exc})") from None
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and state.get("rng_cuda"):
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        rng_cpu, rng_cuda = state["rng_cpu"], state.get("rng_cuda")
+        ranks = state.get("rng_ranks") or []
+        if dist.active and len(ranks) == dist.world:
+            rng_cpu, rng_cuda = ranks[dist.rank]
+        if dist.main or len(ranks) == dist.world:
+            torch.set_rng_state(rng_cpu)
+            if device.type == "cuda" and rng_cuda:
+                torch.cuda.set_rng_state_all(rng_cuda)
     return _Setup(device, autocast_dtype, prep, model, optimizer, scheduler, scaler, resumed)
 
 
 def _train(s: _Setup, config: RunConfig, run: RunDir, emit: Emit,
-           should_stop: Callable[[], bool] | None, t_start: float) -> dict[str, Any]:
+           should_stop: Callable[[], bool] | None, t_start: float, dist: Dist) -> dict[str, Any]:
     device, autocast_dtype, prep, model = s.device, s.autocast_dtype, s.prep, s.model
     optimizer, scheduler, scaler = s.optimizer, s.scheduler, s.scaler
     classes = prep.data.classes
-    run.update_status(state="running", pid=os.getpid(), host=platform.node(),
-                      started=now_iso(), device=str(device), error=None)
-    net = torch.compile(model) if config.compile else model  # shares model's parameters
+
+    def record(event: dict[str, Any], sync: bool = False) -> None:
+        if dist.main:
+            _record(run, emit, event, sync=sync)
+
+    if dist.main:
+        run.update_status(state="running", pid=os.getpid(), host=platform.node(),
+                          started=now_iso(), device=str(device), error=None,
+                          **({"world_size": dist.world} if dist.active else {}))
+    net: nn.Module = model
+    if dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index]
+                                      if device.type == "cuda" else None)
+    net = torch.compile(net) if config.compile else net  # shares model's parameters
+    # DDP's forward syncs buffers: evaluation, whose chunks differ in length, uses the module
+    eval_net = model if dist.active else net
     steps_per_epoch = len(prep.train)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
@@ -310,7 +368,8 @@ def _train(s: _Setup, config: RunConfig, run: RunDir, emit: Emit,
         start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
         best_val = float(state.get("best_val_acc", 0.0))
         partial = state.get("partial")
-        run.keep_events_through(start_epoch - 1, step if partial else None)
+        if dist.main:
+            run.keep_events_through(start_epoch - 1, step if partial else None)
         event = {"event": "resume", "epoch": start_epoch - 1, "step": step, "time": now_iso()}
         if partial:
             event["batch"] = int(partial["batch"])
@@ -318,12 +377,12 @@ def _train(s: _Setup, config: RunConfig, run: RunDir, emit: Emit,
             event["fallback"] = s.resumed.skipped
             emit({"event": "warning", "message": f"{s.resumed.skipped}; resuming from "
                   f"{s.resumed.path.name} (epoch {start_epoch - 1})"})
-        _record(run, emit, event, sync=True)
-    elif run.metrics_path.exists():
+        record(event, sync=True)
+    elif run.metrics_path.exists() and dist.main:
         run.keep_events_through(-1)  # resumed with no checkpoint: start over, start included
 
     if start_epoch == 1 and partial is None:
-        _record(run, emit, {
+        record({
             "event": "start", "epoch": 0, "step": 0, "time": now_iso(), "device": str(device),
             "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "fp32",
             "epochs": config.epochs, "steps_per_epoch": steps_per_epoch,
@@ -331,8 +390,18 @@ def _train(s: _Setup, config: RunConfig, run: RunDir, emit: Emit,
         }, sync=True)
 
     def save(epoch: int, at: dict[str, Any] | None = None) -> None:
-        checkpoint.save(run, _checkpoint_state(model, optimizer, scheduler, scaler, epoch, step,
-                                               config, best_val, at))
+        """Rank 0 writes; every rank's RNG state goes in, so each resumes its own stream."""
+        rngs = gather_objects(dist, (torch.get_rng_state(), torch.cuda.get_rng_state_all()
+                                     if torch.cuda.is_available() else []))
+        if dist.main:
+            state = _checkpoint_state(model, optimizer, scheduler, scaler, epoch, step, config,
+                                      best_val, at)
+            if dist.active:
+                state["rng_ranks"] = rngs
+            checkpoint.save(run, state)
+
+    def stop_now() -> bool:
+        return should_stop is not None and any_rank(dist, should_stop())
 
     train_seconds, train_images, epoch = 0.0, 0, start_epoch
     try:
@@ -341,31 +410,34 @@ def _train(s: _Setup, config: RunConfig, run: RunDir, emit: Emit,
             carry, partial = partial, None
             stats, step, stopped = train_one_epoch(
                 net, prep.train, optimizer, scheduler, scaler, loss_fn, autocast_dtype, epoch,
-                step, config, run, emit, should_stop, carry)
+                step, config, record, emit, should_stop, carry, dist)
             seconds = time.perf_counter() - t0 + (float(carry["seconds"]) if carry else 0.0)
             if stopped is not None:
                 save(epoch - 1, {**stopped, "seconds": seconds})
-                run.update_status(epoch=epoch - 1, step=step)
+                if dist.main:
+                    run.update_status(epoch=epoch - 1, step=step)
                 raise Stopped
             train_seconds += seconds
-            train_images += prep.train.num_samples
-            val = evaluate(net, prep.val, autocast_dtype)
+            train_images += prep.train_images
+            val = _reduced(evaluate(eval_net, prep.val, autocast_dtype), prep.val, dist)
             best_val = max(best_val, val["acc"])
             event = {"event": "epoch", "epoch": epoch, "step": step, **stats,
                      "val_loss": val["loss"], "val_acc": val["acc"], "seconds": round(seconds, 3),
-                     "images_per_s": round(prep.train.num_samples / max(seconds, 1e-9), 1),
+                     "images_per_s": round(prep.train_images / max(seconds, 1e-9), 1),
                      "lr": optimizer.param_groups[0]["lr"]}
             # The event first: a crash between the two leaves an epoch that resume redoes (its
             # event is dropped, then written again), never a checkpointed epoch with no event.
-            _record(run, emit, event, sync=True)
+            record(event, sync=True)
             save(epoch)
-            run.update_status(state="running", epoch=epoch, step=step)
-            if should_stop is not None and should_stop():
+            if dist.main:
+                run.update_status(state="running", epoch=epoch, step=step)
+            if stop_now():
                 raise Stopped  # asked during the epoch's last batch or its validation
 
         t_test = time.perf_counter()
         tta = config.tta_flip and prep.data.manifest.get("mirror_safe", True)
-        test = evaluate(net, prep.test, autocast_dtype, want_predictions=True, tta_flip=tta)
+        test = _reduced(evaluate(eval_net, prep.test, autocast_dtype, want_predictions=True,
+                                 tta_flip=tta), prep.test, dist)
         eval_seconds = time.perf_counter() - t_test
     except _OOM_ERRORS as exc:
         if isinstance(exc, RuntimeError) and not _is_oom(exc):
@@ -377,7 +449,7 @@ def _train(s: _Setup, config: RunConfig, run: RunDir, emit: Emit,
                         else "use a smaller --image-size or model") from None
     y_true = prep.test_labels
     summary = classification_summary(y_true, test["predictions"], classes)
-    _record(run, emit, {"event": "test", "epoch": config.epochs, "step": step,
+    record({"event": "test", "epoch": config.epochs, "step": step,
                         "test_loss": test["loss"], "test_acc": test["acc"]}, sync=True)
     result = {
         "run_id": run.id, "level": config.level, "model": config.model,
@@ -391,11 +463,14 @@ def _train(s: _Setup, config: RunConfig, run: RunDir, emit: Emit,
                     "total_seconds": round(time.perf_counter() - t_start, 3)},
         "throughput": {
             "train_images_per_s": round(train_images / train_seconds, 1) if train_seconds else None,
-            "eval_images_per_s": round(prep.test.num_samples / max(eval_seconds, 1e-9), 1)},
+            "eval_images_per_s": round(len(y_true) / max(eval_seconds, 1e-9), 1)},
         "device": str(device),
         "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "fp32",
         "torch": torch.__version__, "finished": now_iso(),
+        **({"world_size": dist.world, "sync_bn": config.sync_bn} if dist.active else {}),
     }
+    if not dist.main:
+        return result
     atomic_write_json(run.result_path, result)
     gradcam_error = _end_of_run_gallery(config, run, model, prep, test, emit)
     run.update_status(state="done", epoch=config.epochs, step=step, finished=now_iso(),
@@ -416,9 +491,9 @@ def _end_of_run_gallery(config: RunConfig, run: RunDir, model: nn.Module, prep: 
     try:
         examples = select_examples(prep.test_labels, test["predictions"], test["confidence"],
                                    len(prep.data.classes), config.gradcam)
-        index = torch.tensor([e.test_index for e in examples], dtype=torch.long,
-                             device=prep.test.images.device)
-        images = prep.test.images[index]
+        index = np.asarray([e.test_index for e in examples], dtype=np.int64)
+        images = torch.from_numpy(prep.test_x[index]).permute(0, 3, 1, 2).contiguous().to(
+            prep.test.images.device)
         gallery = write_gallery(run.path / "gradcam", model=model,
                                 layer=gradcam_target_layer(model), images_uint8=images,
                                 inputs=resize_normalize(images, config.image_size),
@@ -432,24 +507,30 @@ def _end_of_run_gallery(config: RunConfig, run: RunDir, model: nn.Module, prep: 
 def train_one_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer,
                     scheduler: Any, scaler: Any, loss_fn: nn.Module,
                     autocast_dtype: torch.dtype | None, epoch: int, step: int, config: RunConfig,
-                    run: RunDir, emit: Emit, should_stop: Callable[[], bool] | None,
-                    carry: dict[str, Any] | None = None,
+                    record: Emit, emit: Emit, should_stop: Callable[[], bool] | None,
+                    carry: dict[str, Any] | None = None, dist: Dist | None = None,
                     ) -> tuple[dict[str, float], int, dict[str, Any] | None]:
     """One pass over the training set, or its rest from `carry` (a run stopped mid-epoch).
 
     Loss and accuracy accumulate on the device and are read back only at logging points, so
     CUDA never waits for the host between steps; the first non-finite loss is noted there too,
     so divergence is reported at the step it happened. Returns the epoch's stats, the step
-    count and, when `should_stop` said stop, where the epoch stopped (else None)."""
+    count and, when `should_stop` said stop, where the epoch stopped (else None).
+
+    With several processes, sums are reduced over them at logging points and at the end, and
+    the stop request is agreed on at logging points (a rank alone must not stop)."""
+    dist = dist or Dist.single()
     model.train()
     start = int(carry["batch"]) if carry else 0
+    carry = carry if dist.main else None  # its sums are global: counted once, on rank 0
     loader.set_epoch(epoch, start_batch=start)
     device = next(model.parameters()).device
     loss_sum = torch.full((), float(carry["loss_sum"]) if carry else 0.0, device=device,
                           dtype=torch.float64)
     correct = torch.full((), int(carry["correct"]) if carry else 0, device=device,
                          dtype=torch.int64)
-    seen = int(carry["seen"]) if carry else 0
+    seen = torch.full((), int(carry["seen"]) if carry else 0, device=device,
+                      dtype=torch.int64)
     window = torch.zeros((), device=device, dtype=torch.float64)
     window_n = 0
     first_bad = torch.full((), -1, device=device, dtype=torch.int64)
@@ -477,25 +558,30 @@ def train_one_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.opt
         window += detached
         window_n += 1
         correct += (logits.detach().argmax(1) == labels).sum()
-        if step % config.log_every == 0 or i == batches:
-            value = window.item() / window_n
+        logging_point = step % config.log_every == 0 or i == batches
+        if logging_point:
+            value = all_sum(dist, window)[0].item() / (window_n * dist.world)
             if not math.isfinite(value):
-                bad = int(first_bad.item())
+                bads = [b for b in gather_objects(dist, int(first_bad.item())) if b >= 0]
+                bad = min(bads) if bads else step
                 raise RunFailed(
                     f"training diverged: the loss became {value} in epoch {epoch} at step {bad} "
                     f"(batch {i - (step - bad)} of {batches}); the last checkpoint is untouched",
                     hint="lower the learning rate (--lr) or train in fp32 (--precision fp32)")
-            _record(run, emit, {"event": "step", "epoch": epoch, "step": step,
-                                "loss": round(value, 6), "lr": optimizer.param_groups[0]["lr"]})
+            record({"event": "step", "epoch": epoch, "step": step, "loss": round(value, 6),
+                    "lr": optimizer.param_groups[0]["lr"]})
             window.zero_()
             window_n = 0
         emit({"event": "batch", "epoch": epoch, "batch": i, "batches": batches, "step": step,
               "images": n})
-        if should_stop is not None and i < batches and should_stop():
+        if should_stop is not None and i < batches and (logging_point or not dist.active) \
+                and any_rank(dist, should_stop()):
+            loss_sum, correct, seen = all_sum(dist, loss_sum, correct, seen)
             return {}, step, {"epoch": epoch, "batch": i, "loss_sum": loss_sum.item(),
-                              "correct": int(correct.item()), "seen": seen}
-    return {"train_loss": loss_sum.item() / max(seen, 1),
-            "train_acc": correct.item() / max(seen, 1)}, step, None
+                              "correct": int(correct.item()), "seen": int(seen.item())}
+    loss_sum, correct, seen = all_sum(dist, loss_sum, correct, seen)
+    total = max(int(seen.item()), 1)
+    return {"train_loss": loss_sum.item() / total, "train_acc": correct.item() / total}, step, None
 
 
 _OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, RuntimeError)
@@ -508,6 +594,21 @@ def _is_oom(exc: BaseException) -> bool:
         or "out of memory" in text.lower()
 
 
+def _reduced(result: dict[str, Any], loader: DeviceLoader, dist: Dist) -> dict[str, Any]:
+    """One process's evaluation of its chunk made whole: sums over the processes, and the
+    predictions of every chunk in order (chunks are contiguous)."""
+    if not dist.active:
+        return result
+    n = loader.num_samples
+    loss, correct, total = all_sum(dist, result["loss"] * n, result["acc"] * n, float(n))
+    out = {**result, "loss": loss / total, "acc": round(correct) / total}
+    if "predictions" in result:
+        parts = gather_objects(dist, (result["predictions"], result["confidence"]))
+        out["predictions"] = np.concatenate([p for p, _ in parts])
+        out["confidence"] = np.concatenate([c for _, c in parts])
+    return out
+
+
 def _record(run: RunDir, emit: Emit, event: dict[str, Any], sync: bool = False) -> None:
     run.append_event(event, sync=sync)
     emit(event)
@@ -515,6 +616,6 @@ def _record(run: RunDir, emit: Emit, event: dict[str, Any], sync: bool = False) 
 
 def _split_info(prep: Prepared) -> dict[str, Any]:
     return {"train": int(len(prep.split.train)), "val": int(len(prep.split.val)),
-            "test": int(prep.test.num_samples),
+            "test": int(len(prep.test_labels)),
             "test_source": "official" if prep.data.test_x is not None else "split",
             "fingerprint": prep.split.fingerprint()}

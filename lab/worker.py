@@ -1,10 +1,12 @@
-"""Workers: claim queued jobs and run each in its own process, one job per GPU slot.
+"""Workers: claim queued jobs and run each in its own process, on its own GPUs.
 
 A worker owns a few slots (`--gpus 0,1` → two; `all` → one per visible CUDA device; no GPU or
 `cpu` → one CPU slot). Every poll it renews its lease (the heartbeat), reaps finished job
-processes, requeues jobs of dead workers, and claims a job for each free slot. A job runs in
-`python -m lab.jobrun` with `CUDA_VISIBLE_DEVICES` set to its slot's GPU ('' on the CPU slot),
-so a crash or an out-of-memory error fails that job and the worker goes on with the next.
+processes, requeues jobs of dead workers, and claims jobs while slots are free. A job takes one
+GPU slot per process (`nproc`, data-parallel) and is started only when that many are free; the
+best job that fits goes first, so a job waiting for more GPUs does not hold up smaller ones. A
+job runs in `python -m lab.jobrun` with `CUDA_VISIBLE_DEVICES` set to its slots' GPUs ('' on
+the CPU slot), so a crash or an out-of-memory error fails that job and the worker goes on.
 
 Stopping: `lab worker stop` sets a flag in the database, read every poll: the worker claims
 nothing more and exits when its jobs are done (`--now`: it cancels them first; their runs are
@@ -85,6 +87,7 @@ class Running:
     job: Job
     proc: subprocess.Popen
     log: IO[bytes]
+    slots: list[Slot]
 
 
 class Worker:
@@ -101,7 +104,7 @@ class Worker:
         self.pid = os.getpid()
         self.id = f"{host_name()}:{self.pid}:{secrets.token_hex(2)}"
         self.queue = JobQueue.open(self.runs_dir)
-        self.running: dict[str, Running] = {}  # slot name -> its job
+        self.running: dict[str, Running] = {}  # first slot's name -> its job
         self.cancelled_all = False
         self._next_beat = 0.0
 
@@ -165,25 +168,37 @@ class Worker:
 
     # ---- jobs ------------------------------------------------------------------------------
     def _fill_slots(self) -> bool:
+        """Claim jobs while slots are free. On GPUs a job takes as many slots as it has
+        processes (`Job.slots`) and is claimed only when that many are free; the CPU slot
+        takes any job (its processes share the cores)."""
         claimed = False
-        for slot in self.slots:
-            if slot.name in self.running or not self.queue.has_claimable():
-                continue
-            job = self.queue.claim(self.id, self.pid, slot.name, self.lease_s)
+        while self.queue.has_claimable():
+            busy = {s.name for r in self.running.values() for s in r.slots}
+            free = [s for s in self.slots if s.name not in busy]
+            if not free:
+                break
+            cpu = free[0].name == "cpu"
+            job = self.queue.claim(self.id, self.pid, ",".join(s.name for s in free),
+                                   self.lease_s, max_slots=None if cpu else len(free))
             if job is None:
                 break
+            taken = free[:1] if cpu else free[:job.slots]
+            if len(taken) < len(free):
+                self.queue.set_gpu(job.id, job.attempts, ",".join(s.name for s in taken))
             claimed = True
-            self._spawn(slot, job)
+            self._spawn(taken, job)
         return claimed
 
-    def _spawn(self, slot: Slot, job: Job) -> None:
+    def _spawn(self, slots: list[Slot], job: Job) -> None:
         path = job_log_path(self.runs_dir, job.id)
         path.parent.mkdir(parents=True, exist_ok=True)
         log = open(path, "ab")  # noqa: SIM115 - stays open for the job process's lifetime
-        log.write(f"--- {now_text()} job {job.id} attempt {job.attempts} on {slot.name} "
+        names = ",".join(s.name for s in slots)
+        log.write(f"--- {now_text()} job {job.id} attempt {job.attempts} on {names} "
                   f"(worker {self.id}) ---\n".encode())
         log.flush()
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot.visible, "PYTHONUNBUFFERED": "1"}
+        visible = ",".join(s.visible for s in slots if s.visible)
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible, "PYTHONUNBUFFERED": "1"}
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "lab.jobrun", str(job.id), "--attempt",
@@ -197,9 +212,9 @@ class Worker:
             self.say(f"job {job.id} failed: could not start the job process: {exc}")
             return
         self.queue.set_child(job.id, job.attempts, proc.pid)
-        self.running[slot.name] = Running(job, proc, log)
+        self.running[slots[0].name] = Running(job, proc, log, slots)
         resumed = f", resuming run {job.run_id}" if job.run_id else ""
-        self.say(f"job {job.id} ({job.label}) started on {slot.name}: attempt {job.attempts}, "
+        self.say(f"job {job.id} ({job.label}) started on {names}: attempt {job.attempts}, "
                  f"pid {proc.pid}{resumed}")
 
     def _reap(self, interrupted: bool = False) -> None:

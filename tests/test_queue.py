@@ -331,3 +331,15 @@ def test_local_workers_never_touch_slurm_jobs(queue: JobQueue) -> None:
     assert queue.get(slurm_job.id).state == "running"  # left to lab.slurm.reconcile
     (local,) = queue.submit([TINY])
     assert queue.claim("w", os.getpid(), "cpu", 60).id == local.id
+
+
+def test_a_job_is_claimed_only_when_its_gpus_are_free(queue: JobQueue) -> None:
+    (wide,) = queue.submit([TINY.replace(device="auto", nproc=2, batch_size=64)], priority=9)
+    (narrow,) = queue.submit([TINY.replace(device="auto")])
+    (cpu,) = queue.submit([TINY.replace(device="cpu", nproc=4, batch_size=64)])
+    assert (wide.slots, narrow.slots, cpu.slots) == (2, 1, 1)
+    # one GPU free: the two-GPU job waits, the best job that fits goes
+    assert queue.claim("w", os.getpid(), "0", 60, max_slots=1).id == narrow.id
+    assert queue.claim("w", os.getpid(), "1", 60, max_slots=1).id == cpu.id
+    assert queue.claim("w", os.getpid(), "2", 60, max_slots=1) is None
+    assert queue.claim("w", os.getpid(), "2,3", 60, max_slots=2).id == wide.id

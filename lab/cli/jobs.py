@@ -38,6 +38,7 @@ from lab.cli.run import (
     EpochsOpt,
     ImageSizeOpt,
     LrOpt,
+    NprocOpt,
     PrecisionOpt,
     RecipeOpt,
     SeedOpt,
@@ -64,6 +65,7 @@ def submit(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,
+    nproc: NprocOpt = None,
     assignments: SetOpt = None,
     recipe: RecipeOpt = "seed",
     priority: Annotated[int, typer.Option(
@@ -93,7 +95,7 @@ def submit(
 
     options = dict(epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr,
                    weights=weights, dataset=dataset, device=device, precision=precision,
-                   seed=seed)
+                   seed=seed, nproc=nproc)
     if config_file is not None:
         configs = [build_config(levels[0] if levels else None, config_file, options,
                                 assignments or [])]

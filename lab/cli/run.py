@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +30,9 @@ DeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.
 PrecisionOpt = Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16.",
                                                   show_default=False)]
 SeedOpt = Annotated[int | None, typer.Option(help="Training seed.", show_default=False)]
+NprocOpt = Annotated[int | None, typer.Option(
+    help="Data-parallel processes (torchrun + DDP): one GPU each, or gloo on the CPU.",
+    show_default=False)]
 RecipeOpt = Annotated[str, typer.Option(help="seed (the study's presets) | tuned.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Any config field: --set KEY=VALUE (repeatable; see `lab levels --json`).",
@@ -48,6 +52,7 @@ def run(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,
+    nproc: NprocOpt = None,
     assignments: SetOpt = None,
     recipe: RecipeOpt = "seed",
     json_out: JsonOpt = False,
@@ -58,8 +63,8 @@ def run(
     """Train one run in the foreground and print its result; exit 0 only on success."""
     config = build_config(level, config_file, dict(
         epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr, weights=weights,
-        dataset=dataset, device=device, precision=precision, seed=seed), assignments or [],
-        recipe=recipe)
+        dataset=dataset, device=device, precision=precision, seed=seed, nproc=nproc),
+        assignments or [], recipe=recipe)
     run_id, result = _train(config, runs_dir(runs), data_dir(data), quiet)
     _print_result(run_id, result, json_out)
 
@@ -72,7 +77,8 @@ def _train(config: Any, runs_path: Path, data_path: Path, quiet: bool) -> tuple[
     with ProgressPrinter(err, config.label, quiet=quiet) as progress, SignalStop() as stop:
         try:
             run_dir, result = start_run(config, runs_path, data_path, emit=progress,
-                                        on_created=created.append, should_stop=stop)
+                                        on_created=created.append, should_stop=stop,
+                                        progress="quiet" if quiet else "auto")
         except KeyboardInterrupt as exc:
             if created:
                 _interrupted(created[0].id, exc)
@@ -88,6 +94,8 @@ def _interrupted(run_id: str, exc: KeyboardInterrupt) -> None:
 
 
 def _print_result(run_id: str, result: dict, json_out: bool) -> None:
+    if os.environ.get("RANK", "0") != "0":
+        return  # one rank of the user's torchrun: rank 0 prints
     if json_out:
         print_json(result)
         return
@@ -111,7 +119,8 @@ def resume(
     config = run_dir.config()
     with ProgressPrinter(err, config.label, quiet=quiet) as progress, SignalStop() as stop:
         try:
-            result = resume_run(run_dir, data_dir(data), emit=progress, should_stop=stop)
+            result = resume_run(run_dir, data_dir(data), emit=progress, should_stop=stop,
+                                progress="quiet" if quiet else "auto")
         except KeyboardInterrupt as exc:
             _interrupted(run_dir.id, exc)
             raise typer.Exit(130) from None

@@ -33,9 +33,11 @@ def _positive_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """Well-mixed 63-bit seed for (seed, epoch); nearby pairs must not give related streams."""
-    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """Well-mixed 63-bit seed for (seed, epoch) and, for a data-parallel rank, its stream;
+    nearby tuples must not give related streams."""
+    key = [seed, epoch] if stream == 0 else [seed, epoch, stream]
+    state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
 
 
@@ -53,6 +55,7 @@ class DeviceLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         seed: int = 0,
+        stream: int = 0,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         channels_last: bool = False,
@@ -76,6 +79,7 @@ class DeviceLoader:
         self.batch_size = _positive_int("batch_size", batch_size, 1)
         self.image_size = _positive_int("image_size", image_size, 8)
         self.seed = _positive_int("seed", seed, 0)
+        self.stream = _positive_int("stream", stream, 0)
         self.images = images
         self.labels = labels.long()
         self.augment = augment
@@ -133,7 +137,7 @@ class DeviceLoader:
 
     def _generator(self) -> torch.Generator:
         g = torch.Generator(device=self.device)
-        g.manual_seed(epoch_seed(self.seed, self.epoch))
+        g.manual_seed(epoch_seed(self.seed, self.epoch, self.stream))
         return g
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:

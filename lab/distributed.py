@@ -150,6 +150,7 @@ def launch(run: RunDir, data_dir: Path, nproc: int, resume: bool, quiet: bool = 
     A rank that stopped on request makes this raise `Stopped` (the run is interrupted and
     resumable); any other failure is recorded in the run's status as `rank R: error` (the
     first rank to fail) and raised as RunFailed. Returns the result rank 0 saved."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -165,6 +166,10 @@ def launch(run: RunDir, data_dir: Path, nproc: int, resume: bool, quiet: bool = 
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, sys.executable)(*args)
+    except SignalException:
+        # SIGTERM or Ctrl-C here: the agent passed it on, and the ranks stopped at their next
+        # logging point with a checkpoint (rank 0 marked the run interrupted)
+        raise Stopped from None
     except ChildFailedError as exc:
         rank, failure = _root_cause(exc.failures)
         if any(f.exitcode == STOPPED_EXIT for f in exc.failures.values()):

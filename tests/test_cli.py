@@ -142,3 +142,16 @@ def test_demo_writes_three_complete_runs_and_report_links_resolve(tmp_path: Path
     for link in links:
         with Image.open(report / link) as png:
             assert png.format == "PNG" and min(png.size) > 50
+
+
+def test_doctor_reports_what_this_machine_can_do(finished_run: dict) -> None:
+    proc = lab("doctor", "--json", "--runs-dir", str(finished_run["runs"]), "--data-dir",
+               str(finished_run["data"]))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["runs"] == 1 and report["runs_dir"] == str(finished_run["runs"])
+    assert "gloo" in report["distributed"]  # what `--nproc` uses on the CPU
+    checks = {c["what"]: c["ok"] for c in report["checks"]}
+    assert checks["runs directory writable"] is True
+    assert checks["CUDA available"] is (report["cuda"] is not None)
+    assert "digits (bundled)" in report["datasets"]

@@ -147,3 +147,55 @@ def test_a_worker_starts_a_job_only_when_all_its_gpus_are_free(
     assert w.gpu == "0,1" and {a.gpu, b.gpu} == {"0", "1"}
     assert min(a.started, b.started) >= w.finished  # the wide job had both GPUs to itself
     assert max(a.started, b.started) < min(a.finished, b.finished)  # the narrow ones shared
+
+
+def test_two_torchrun_nodes_meet_at_a_rendezvous_and_make_one_run(
+        lab_dirs: dict[str, Path]) -> None:
+    """What the README shows for several machines, on one: two `torchrun` agents (one process
+    each) meet at a c10d rendezvous and run `lab run` as ranks 0 and 1 of one job; the engine
+    reads only torchrun's environment, and both write to one (shared) runs directory."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runs = lab_dirs["runs"]
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+            "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+            f"127.0.0.1:{port}", "--rdzv-id", "lab-test", "-m", "lab", "run", *ARGS,
+            "--epochs", "2", "--set", "gradcam=0", "--runs-dir", str(runs)]
+    nodes = [subprocess.Popen(node, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=env()) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], outputs
+    (run,) = list_runs(runs)
+    assert run.config().nproc == 2 and run.result()["world_size"] == 2
+    assert [e["epoch"] for e in epochs_of(run)] == [1, 2]
+    assert sum("test accuracy" in out and "details: lab show" in out for out in outputs) == 1
+
+
+def test_sigterm_to_the_launcher_stops_every_rank_at_one_step_with_a_checkpoint(
+        lab_dirs: dict[str, Path]) -> None:
+    runs = lab_dirs["runs"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", *ARGS, "--epochs", "3", "--nproc", "2",
+         "--batch-size", "16", "--set", "log_every=2", "--set", "gradcam=0", "--runs-dir",
+         str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        run = wait_for("the run", lambda: next(iter(list_runs(runs)), None))
+        wait_for("steps of epoch 2", lambda: any(
+            e["event"] == "step" and e["epoch"] == 2 for e in run.events()), timeout=300)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert run.status()["state"] == "interrupted"
+    saved = checkpoint.read(run.checkpoint_path)
+    assert saved["partial"]["epoch"] == 2 and len(saved["rng_ranks"]) == 2
+    assert saved["step"] == max(e["step"] for e in run.events() if e["event"] == "step")
+    resumed = lab("resume", run.id, "--runs-dir", str(runs), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [e["epoch"] for e in epochs_of(run)] == [1, 2, 3]
+    steps = [e["step"] for e in run.events() if e["event"] == "step"]
+    assert steps == sorted(set(steps))

@@ -85,6 +85,7 @@ def gather(runs_path: Any, data_path: Any) -> dict[str, Any]:
         "cuda": torch.version.cuda if cuda else None,
         "devices": devices or ["cpu"],
         "cpu_threads": torch.get_num_threads(),
+        "distributed": _backends(),
         "data_dir": str(data_path),
         "datasets": datasets + ["digits (bundled)"],
         "weights_file": str(weights),
@@ -92,6 +93,17 @@ def gather(runs_path: Any, data_path: Any) -> dict[str, Any]:
         "runs": len(list_runs(runs_path)),
         "checks": checks,
     }
+
+
+def _backends() -> str:
+    """What `--nproc` can use here: gloo on the CPU, NCCL on GPUs."""
+    import torch.distributed as td
+
+    if not td.is_available():
+        return "not available in this torch build"
+    found = [name for name, ok in (("gloo", td.is_gloo_available()),
+                                   ("nccl", td.is_nccl_available())) if ok]
+    return ", ".join(found) or "no backend"
 
 
 def _writable(path: Any) -> bool:

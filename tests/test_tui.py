@@ -207,11 +207,13 @@ async def test_submit_a_job_cancel_and_retry_it(runs: Path, real: dict[str, Any]
         assert "epochs=0: must be between 1 and 10000" in error
         assert JobQueue.open(runs, create=False) is None  # nothing was written
         await pilot.press(*["shift+tab"] * 4, "backspace", "3")  # back to epochs: 3
-        await pilot.press(*["tab"] * 5, "2", "7", "enter")  # priority 27, enter submits
+        await pilot.press(*["tab"] * 5, "2")  # 2 processes (data-parallel: 2 GPUs)
+        await pilot.press("tab", "2", "7", "enter")  # priority 27, enter submits
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         with JobQueue.open(runs) as queue:
             [job] = queue.jobs()
         assert job.state == "queued" and job.priority == 27
+        assert job.config["nproc"] == 2 and job.slots == 2
         assert (job.config["level"], job.config["epochs"], job.config["image_size"],
                 job.config["dataset"]) == (3, 3, 16, "digits")
         await pilot.press("n")  # no worker now, thank you

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 class MainScreen(Screen):
     BINDINGS = [
         Binding("n", "new_job", "new", tooltip="new job: level, epochs, size, batch, lr, data, "
-                "priority; submitted to the queue"),
+                "processes, priority; submitted to the queue"),
         Binding("c", "cancel_job", "cancel", tooltip="cancel the selected job (a running one "
                 "stops at its next batch; its run is kept)"),
         Binding("r", "retry_job", "retry", tooltip="queue the selected failed, cancelled or "

@@ -26,6 +26,7 @@ FIELDS = (  # (input id, label, RunConfig field, Input type)
     ("batch-size", "batch size", "batch_size", "integer"),
     ("lr", "learning rate", "lr", "number"),
     ("dataset", "dataset", "dataset", "text"),
+    ("nproc", "processes", "nproc", "integer"),  # data-parallel: GPUs it takes
 )
 
 
@@ -38,7 +39,8 @@ class JobRequest:
 
 
 class NewJobScreen(ModalScreen[JobRequest | None]):
-    """Fields for level, epochs, image size, batch size, lr, dataset and priority."""
+    """Fields for level, epochs, image size, batch size, lr, dataset, processes (data-parallel,
+    one GPU each) and priority."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import resource
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from lab.data import load_dataset
 from lab.data.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentSpec
 from lab.data.loader import DeviceLoader
 from lab.models import build_model
-from lab.runs import RunDir
 from lab.train import (
     _autocast,
     evaluate,
@@ -139,10 +137,8 @@ def _time_engine(model: nn.Module, loader: DeviceLoader, config: RunConfig, loss
         elif event.get("event") == "batch" and event["batch"] > warmup:
             seen["n"] += int(event["images"])
 
-    with tempfile.TemporaryDirectory() as tmp:
-        run = RunDir(Path(tmp))
-        train_one_epoch(model, loader, optimizer, None, None, loss_fn, dtype, 1, 0,
-                        config.replace(log_every=10_000), run, emit, None)
+    train_one_epoch(model, loader, optimizer, None, None, loss_fn, dtype, 1, 0,
+                    config.replace(log_every=10_000), lambda _event: None, emit, None)
     _sync(device)
     return round(seen["n"] / (time.perf_counter() - seen["t0"]), 1)
 

@@ -92,11 +92,14 @@ def run_job(queue: JobQueue, job: Job, runs_dir: Path, data_dir: Path,
                                         hint=f"`lab retry {job.id} --fresh` starts a new run")
                 if run.live_state() != "done":  # done: it finished just before a crash
                     print(f"job {job.id}: attempt {attempt} resumes run {run.id}", flush=True)
-                    resume_run(run, data_dir, emit=progress, should_stop=stop)
+                    resume_run(run, data_dir, emit=progress, should_stop=stop,
+                               progress="plain", job=job.id)
             else:
                 start_run(config, runs_dir, data_dir, emit=progress, on_created=created,
-                          should_stop=stop)
+                          should_stop=stop, progress="plain", job=job.id)
     except KeyboardInterrupt:
+        if stop.reason is None and queue.cancel_requested(job.id):
+            stop.reason = "cancel"  # a data-parallel job: its rank 0 saw the cancel
         if stop.reason == "cancel":
             if run is not None:
                 run.update_status(state="cancelled", error="cancelled (lab cancel)")

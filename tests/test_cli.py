@@ -155,3 +155,20 @@ def test_doctor_reports_what_this_machine_can_do(finished_run: dict) -> None:
     assert checks["runs directory writable"] is True
     assert checks["CUDA available"] is (report["cuda"] is not None)
     assert "digits (bundled)" in report["datasets"]
+
+
+def test_bench_times_the_engine_the_limit_and_the_study_side_by_side() -> None:
+    """The figures come from the real training step (`train_one_epoch`) and two references;
+    numbers vary, so the test checks they exist, are positive and are what the ratios say."""
+    proc = lab("bench", "--level", "3", "--image-size", "16", "--steps", "4", "--rounds", "2",
+               "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    for key in ("engine", "limit", "study"):
+        assert len(report["rounds"][key]) == 2 and min(report["rounds"][key]) > 0
+        assert report[f"{key}_images_per_s"] > 0
+    assert report["engine_vs_limit"] == pytest.approx(
+        report["engine_images_per_s"] / report["limit_images_per_s"], abs=0.001)
+    assert report["engine_vs_study"] == pytest.approx(
+        report["engine_images_per_s"] / report["study_images_per_s"], abs=0.001)
+    assert (report["level"], report["image_size"], report["steps"]) == (3, 16, 4)

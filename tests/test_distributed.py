@@ -199,3 +199,20 @@ def test_sigterm_to_the_launcher_stops_every_rank_at_one_step_with_a_checkpoint(
     assert [e["epoch"] for e in epochs_of(run)] == [1, 2, 3]
     steps = [e["step"] for e in run.events() if e["event"] == "step"]
     assert steps == sorted(set(steps))
+
+
+def test_cancelling_a_running_data_parallel_job(lab_dirs: dict[str, Path]) -> None:
+    runs = lab_dirs["runs"]
+    (job_id,) = submit(runs, *ARGS, "--epochs", "20", "--nproc", "2", "--batch-size", "16",
+                       "--set", "log_every=2", "--set", "gradcam=0")
+    with processes() as procs:
+        worker = procs.worker(runs, "--exit-when-idle")
+        run = RunDir(runs / wait_for("a run", lambda: job(runs, job_id).run_id))
+        wait_for("steps of epoch 2", lambda: any(
+            e["event"] == "step" and e["epoch"] == 2 for e in run.events()), timeout=300)
+        lab("cancel", str(job_id), "--runs-dir", str(runs), check=True)
+        assert worker.wait(timeout=120) == 0
+    cancelled = job(runs, job_id)
+    assert cancelled.state == "cancelled", cancelled.error
+    assert run.status()["state"] == "cancelled"
+    assert checkpoint.read(run.checkpoint_path)["partial"]["epoch"] == 2  # stopped mid-epoch

@@ -101,12 +101,14 @@ def read(path: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - truncated, corrupt or not a torch file
         raise DataError(f"checkpoint {path} is unreadable ({type(exc).__name__}): "
                         "truncated or corrupt") from None
-    if not isinstance(state, dict) or state.get("version") != VERSION:
+    version = state.get("version") if isinstance(state, dict) else None
+    if version not in (1, VERSION):
         raise DataError(f"checkpoint {path} is not a lab checkpoint of this version")
-    missing = [k for k in _REQUIRED if k not in state]
+    # Version 1 (lab before checkpoint digests) is read as it was written: no digest to check.
+    missing = [k for k in _REQUIRED if k not in state and not (version == 1 and k == "digest")]
     if missing:
         raise DataError(f"checkpoint {path} lacks {', '.join(missing)}")
-    if digest(state) != state["digest"]:
+    if version == VERSION and digest(state) != state["digest"]:
         raise DataError(f"checkpoint {path} is corrupt: its tensors do not match their digest")
     return state
 

@@ -199,3 +199,19 @@ def test_out_of_memory_names_the_batch_size_and_a_smaller_one(
     _, result = start_run(tiny_config(batch_size=32, epochs=1), lab_dirs["runs"],
                           lab_dirs["data"])
     assert result["test_acc"] > 0
+
+
+def test_a_checkpoint_from_before_digests_still_resumes(lab_dirs: dict[str, Path]) -> None:
+    """Runs interrupted under the previous lab (checkpoint version 1: no digest, no partial)
+    resume after an upgrade."""
+    config = tiny_config()
+    run = new_run(lab_dirs["runs"], config)
+    with pytest.raises(Stopped):
+        fit(config, run, lab_dirs["data"], should_stop=stop_after(BATCHES))  # after epoch 1
+    state = checkpoint.read(run.checkpoint_path)
+    old = {k: v for k, v in state.items() if k not in ("digest", "partial")} | {"version": 1}
+    torch.save(old, run.checkpoint_path)
+    checkpoint.previous_path(run).unlink(missing_ok=True)
+    assert checkpoint.read(run.checkpoint_path)["epoch"] == 1
+    resume_run(run, lab_dirs["data"])
+    assert [e["epoch"] for e in run.events() if e["event"] == "epoch"] == [1, 2, 3]

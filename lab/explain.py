@@ -17,8 +17,9 @@ from lab.data.loader import DeviceLoader
 from lab.errors import ConfigError, NotFoundError
 from lab.gradcam import canonical_method, select_examples, write_gallery
 from lab.models import build_model, gradcam_target_layer
+from lab.prepare import split_data
 from lab.runs import RunDir
-from lab.train import evaluate, resolve_device, split_data
+from lab.train import evaluate, resolve_device
 
 
 def explain_run(run: RunDir, data_dir: Path, *, n: int = 2, method: str = "gradcam",

@@ -1,0 +1,90 @@
+"""A run's data, ready on its device: the data set, its seeded split, and one loader per part.
+
+Split off from the loop so that `lab gradcam` (explain) and `lab bench` reach the same split and
+the same loaders without the training machinery. With several processes each gets its shard
+(see `prepare_data`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lab.config import RunConfig
+from lab.data import Dataset, Split, load_dataset, make_split
+from lab.data.augment import AugmentSpec
+from lab.data.loader import DeviceLoader
+from lab.distributed import Dist
+from lab.errors import DataError
+
+
+@dataclass
+class Prepared:
+    data: Dataset
+    split: Split
+    train: DeviceLoader
+    val: DeviceLoader
+    test: DeviceLoader
+    test_labels: np.ndarray  # the whole test set's, whichever part this process evaluates
+    test_x: np.ndarray  # the whole test set, on the host (for the Grad-CAM gallery)
+    notes: list[str]
+    augmentation: str  # what was applied, which the data set may have narrowed
+    train_images: int  # per epoch, over all processes
+
+
+def split_data(config: RunConfig, data_dir: Path) -> tuple[Dataset, Split, np.ndarray, np.ndarray]:
+    """The data set, its seeded split, and the test images and labels (official or split off)."""
+    data = load_dataset(config.dataset, data_dir)
+    has_test = data.test_x is not None
+    split = make_split(data.train_y, has_test, config.train_fraction, config.val_fraction,
+                       config.split_seed)
+    if len(split.train) == 0 or len(split.val) == 0:
+        raise DataError(f"data set {data.name!r} is too small to split "
+                        f"({len(data.train_y)} images)")
+    if has_test:
+        return data, split, data.test_x, data.test_y
+    return data, split, data.train_x[split.test], data.train_y[split.test]
+
+
+def prepare_data(config: RunConfig, data_dir: Path, device: torch.device,
+                 dist: Dist | None = None) -> Prepared:
+    """Load the data set, draw the seeded split and put each part on the device once.
+
+    With several processes each holds only its shard: training images dealt round-robin (the
+    last few repeated so every shard is as long, as DistributedSampler does), validation and
+    test images in contiguous chunks, and a batch of batch_size / processes."""
+    dist = dist or Dist.single()
+    data, split, test_x, test_y = split_data(config, data_dir)
+    notes = []
+    hflip = config.hflip
+    if config.augment and hflip and not data.manifest.get("mirror_safe", True):
+        hflip = 0.0
+        notes.append(f"horizontal flip off: {data.name} classes are not mirror-symmetric")
+    spec = AugmentSpec(hflip=hflip, rotation=config.rotation,
+                       crop_padding=config.crop_padding, brightness=config.brightness,
+                       contrast=config.contrast, saturation=config.saturation)
+    train_idx, val_idx, test_idx = split.train, split.val, np.arange(len(test_y))
+    if dist.active:
+        total = -(-len(train_idx) // dist.world) * dist.world
+        if total > len(train_idx):
+            notes.append(f"{total - len(train_idx)} training image(s) repeated so the "
+                         f"{dist.world} shards are equal")
+        train_idx = np.concatenate([train_idx, train_idx[: total - len(train_idx)]])
+        train_idx = train_idx[dist.rank::dist.world]
+        val_idx = np.array_split(val_idx, dist.world)[dist.rank]
+        test_idx = np.array_split(test_idx, dist.world)[dist.rank]
+    common = dict(image_size=config.image_size, channels_last=config.channels_last)
+    train = DeviceLoader.from_numpy(
+        data.train_x[train_idx], data.train_y[train_idx], device,
+        batch_size=config.batch_size // dist.world, augment=spec if config.augment else None,
+        shuffle=True, seed=config.seed, stream=dist.rank, **common)
+    val = DeviceLoader.from_numpy(data.train_x[val_idx], data.train_y[val_idx], device,
+                                  batch_size=config.eval_batch_size, **common)
+    test = DeviceLoader.from_numpy(test_x[test_idx], test_y[test_idx], device,
+                                   batch_size=config.eval_batch_size, **common)
+    applied = config.replace(hflip=hflip).augmentation_summary()
+    return Prepared(data, split, train, val, test, np.asarray(test_y), np.asarray(test_x), notes,
+                    applied, train.num_samples * dist.world)

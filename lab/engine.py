@@ -23,7 +23,10 @@ def preflight(config: RunConfig, data_dir: Path) -> None:
     from lab.models import build_model
     from lab.train import resolve_device
 
-    resolve_device(config.device)
+    device = resolve_device(config.device)
+    if config.nproc > 1:
+        distributed.check_world(config.replace(device=device.type),
+                                distributed.Dist(0, config.nproc))
     data = load_dataset(config.dataset, data_dir)
     build_model(config, len(data.classes))  # raises on missing or unfit weights
 

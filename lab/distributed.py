@@ -282,12 +282,10 @@ def _printer(label: str, quiet: bool, plain: bool) -> Any:
     return ProgressPrinter(err, label, quiet=quiet, rich_bar=False if plain else None)
 
 
-def check_world(config: Any, dist: Dist) -> None:
-    """What data parallelism needs of a config, checked before any rank trains."""
-    if config.batch_size % dist.world:
-        raise ConfigError(f"batch_size {config.batch_size} does not split over {dist.world} "
-                          f"processes", hint="use a multiple of --nproc")
-    if config.sync_bn and config.device == "cpu":
+def check_sync_bn(config: Any, device_type: str) -> None:
+    """SyncBatchNorm on the CPU fails at the first batch; say so before any rank trains. (The
+    batch split is checked by the config itself: batch_size must divide by nproc.)"""
+    if config.sync_bn and config.nproc > 1 and device_type != "cuda":
         raise ConfigError("sync_bn needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel)",
                           hint="--set sync_bn=false on the CPU")
 

@@ -24,9 +24,7 @@ def preflight(config: RunConfig, data_dir: Path) -> None:
     from lab.train import resolve_device
 
     device = resolve_device(config.device)
-    if config.nproc > 1:
-        distributed.check_world(config.replace(device=device.type),
-                                distributed.Dist(0, config.nproc))
+    distributed.check_sync_bn(config, device.type)
     data = load_dataset(config.dataset, data_dir)
     build_model(config, len(data.classes))  # raises on missing or unfit weights
 
@@ -62,8 +60,6 @@ def start_run(config: RunConfig, runs_dir: Path, data_dir: Path, emit: Emit | No
 def _start_as_rank(config: RunConfig, runs_dir: Path, data_dir: Path, emit: Emit | None,
                    on_created: Callable[[RunDir], None] | None, check: bool,
                    dist: distributed.Dist) -> tuple[RunDir, dict[str, Any]]:
-    from lab.stopping import SignalStop
-
     distributed.init(dist, config.device)
     config = config.replace(nproc=dist.world)
     run_id = None
@@ -76,13 +72,29 @@ def _start_as_rank(config: RunConfig, runs_dir: Path, data_dir: Path, emit: Emit
         run_id = run.id
     run_id = distributed.gather_objects(dist, run_id)[0]
     run = RunDir(Path(runs_dir) / run_id)
+    return run, _fit_as_rank(config, run, data_dir, emit, False, dist)
+
+
+def _fit_as_rank(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit | None,
+                 resume: bool, dist: distributed.Dist) -> dict[str, Any]:
+    """One rank of the user's torchrun: signals stop it at an agreed step, as in `launch`."""
+    from lab.stopping import SignalStop
+
     with SignalStop(escalate=False, announce=dist.main) as stop:
         try:
-            result = fit(config, run, data_dir, emit or (lambda _e: None), should_stop=stop,
-                         dist=dist)
+            return fit(config, run, data_dir, emit or (lambda _e: None), resume=resume,
+                       should_stop=stop, dist=dist)
         finally:
             distributed.shutdown()
-    return run, result
+
+
+def _not_resumable(run: RunDir) -> str | None:
+    state = run.live_state()
+    if state == "done":
+        return f"run {run.id} is already done: nothing to resume"
+    if state == "running":
+        return f"run {run.id} is still running (pid {run.status().get('pid')})"
+    return None
 
 
 def resume_run(run: RunDir, data_dir: Path, emit: Emit | None = None,
@@ -90,25 +102,20 @@ def resume_run(run: RunDir, data_dir: Path, emit: Emit | None = None,
                job: int | None = None) -> dict[str, Any]:
     """Continue an interrupted or failed run from its last checkpoint (or from the start),
     with as many processes as it was started with."""
-    state = run.live_state()
-    if state == "done":
-        raise ConfigError(f"run {run.id} is already done: nothing to resume")
-    if state == "running":
-        pid = run.status().get("pid")
-        raise ConfigError(f"run {run.id} is still running (pid {pid})")
     config = run.config()
     ranked = distributed.from_env()
     if ranked is not None and ranked.active:
-        from lab.stopping import SignalStop
-
         distributed.init(ranked, config.device)
-        with SignalStop(escalate=False, announce=ranked.main) as stop:
-            try:
-                return fit(config.replace(nproc=ranked.world), run, data_dir,
-                           emit or (lambda _e: None), resume=True, should_stop=stop,
-                           dist=ranked)
-            finally:
-                distributed.shutdown()
+        # rank 0 decides: a rank that looked later could see rank 0 already running it
+        problem = distributed.gather_objects(
+            ranked, _not_resumable(run) if ranked.main else None)[0]
+        if problem:
+            raise ConfigError(problem)
+        return _fit_as_rank(config.replace(nproc=ranked.world), run, data_dir, emit, True,
+                            ranked)
+    problem = _not_resumable(run)
+    if problem:
+        raise ConfigError(problem)
     if config.nproc > 1:
         return distributed.launch(run, data_dir, config.nproc, resume=True,
                                   quiet=progress == "quiet", plain=progress == "plain", job=job)

@@ -212,16 +212,19 @@ class JobQueue(QueueDB):
         """Atomically take the best claimable job (or `job_id`) of `backend` and mark it
         running for us (a Slurm job process claims its own job with backend 'slurm'). With
         `max_slots`, only a job needing at most that many GPUs (see `Job.slots`) is taken: the
-        best that fits, so a job waiting for more GPUs does not hold up smaller ones."""
+        best that fits, so a job waiting for more GPUs does not hold up smaller ones; `gpu`
+        then lists the free slots, and the job is recorded on as many of them as it takes."""
         with self._write() as db:
             now = time.time()  # inside the lock: `started` follows claim order
             if job_id is None:
                 fits = f" AND {_SLOTS_SQL} <= ?" if max_slots is not None else ""
                 args = (backend,) + ((max_slots,) if max_slots is not None else ())
                 row = db.execute(
-                    "SELECT id FROM jobs WHERE state IN ('queued', 'interrupted') "
+                    "SELECT id, config FROM jobs WHERE state IN ('queued', 'interrupted') "
                     f"AND backend = ?{fits} ORDER BY priority DESC, id LIMIT 1",
                     args).fetchone()
+                if row is not None and max_slots is not None:
+                    gpu = ",".join(gpu.split(",")[:slots_needed(json.loads(row["config"]))])
             else:
                 row = db.execute("SELECT id FROM jobs WHERE id = ? AND state IN "
                                  "('queued', 'interrupted') AND backend = ?",
@@ -248,10 +251,6 @@ class JobQueue(QueueDB):
 
     def set_child(self, job_id: int, attempt: int, child_pid: int) -> bool:
         return self._update_attempt(job_id, attempt, "child_pid = ?", (child_pid,))
-
-    def set_gpu(self, job_id: int, attempt: int, gpu: str) -> bool:
-        """The slots a claimed job was given (its claim recorded all that were free)."""
-        return self._update_attempt(job_id, attempt, "gpu = ?", (gpu,))
 
     def set_run(self, job_id: int, attempt: int, run_id: str) -> bool:
         return self._update_attempt(job_id, attempt, "run_id = ?", (run_id,))

@@ -223,8 +223,8 @@ def _setup(config: RunConfig, run: RunDir, data_dir: Path, resume: bool,
     if dist.active:
         from lab import distributed
 
-        distributed.check_world(config, dist)
         device = torch.device(distributed.init(dist, config.device))
+        distributed.check_sync_bn(config, device.type)
     else:
         device = resolve_device(config.device)
     autocast_dtype = resolve_precision(config.precision, device)
@@ -462,8 +462,7 @@ def train_one_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.opt
                           dtype=torch.float64)
     correct = torch.full((), int(carry["correct"]) if carry else 0, device=device,
                          dtype=torch.int64)
-    seen = torch.full((), int(carry["seen"]) if carry else 0, device=device,
-                      dtype=torch.int64)
+    seen = int(carry["seen"]) if carry else 0
     window = torch.zeros((), device=device, dtype=torch.float64)
     window_n = 0
     first_bad = torch.full((), -1, device=device, dtype=torch.int64)
@@ -511,9 +510,9 @@ def train_one_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.opt
                 and any_rank(dist, should_stop()):
             loss_sum, correct, seen = all_sum(dist, loss_sum, correct, seen)
             return {}, step, {"epoch": epoch, "batch": i, "loss_sum": loss_sum.item(),
-                              "correct": int(correct.item()), "seen": int(seen.item())}
+                              "correct": int(correct.item()), "seen": int(seen)}
     loss_sum, correct, seen = all_sum(dist, loss_sum, correct, seen)
-    total = max(int(seen.item()), 1)
+    total = max(int(seen), 1)
     return {"train_loss": loss_sum.item() / total, "train_acc": correct.item() / total}, step, None
 
 

@@ -183,8 +183,6 @@ class Worker:
             if job is None:
                 break
             taken = free[:1] if cpu else free[:job.slots]
-            if len(taken) < len(free):
-                self.queue.set_gpu(job.id, job.attempts, ",".join(s.name for s in taken))
             claimed = True
             self._spawn(taken, job)
         return claimed

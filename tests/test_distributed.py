@@ -94,10 +94,7 @@ def test_a_killed_rank_fails_the_run_with_its_error_and_resume_completes(
 
 
 def ranks_of_tag(tag: str) -> dict[int, int]:
-    return ranks_of_env("LAB_TEST_LAUNCHER", tag)
-
-
-def ranks_of_env(key: str, value: str) -> dict[int, int]:
+    """rank -> pid of the rank processes started by a launcher run with LAB_TEST_LAUNCHER=tag."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -107,7 +104,7 @@ def ranks_of_env(key: str, value: str) -> dict[int, int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"lab.distributed" in cmdline and f"{key}={value}".encode() in environ:
+        if b"lab.distributed" in cmdline and f"LAB_TEST_LAUNCHER={tag}".encode() in environ:
             rank = next((int(v[5:]) for v in environ if v.startswith(b"RANK=")), None)
             if rank is not None:
                 found[rank] = int(entry.name)

@@ -342,4 +342,5 @@ def test_a_job_is_claimed_only_when_its_gpus_are_free(queue: JobQueue) -> None:
     assert queue.claim("w", os.getpid(), "0", 60, max_slots=1).id == narrow.id
     assert queue.claim("w", os.getpid(), "1", 60, max_slots=1).id == cpu.id
     assert queue.claim("w", os.getpid(), "2", 60, max_slots=1) is None
-    assert queue.claim("w", os.getpid(), "2,3", 60, max_slots=2).id == wide.id
+    claimed = queue.claim("w", os.getpid(), "2,3,4", 60, max_slots=3)
+    assert (claimed.id, claimed.gpu) == (wide.id, "2,3")  # recorded on the slots it takes

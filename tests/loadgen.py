@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.jobs import cancel_job
 from lab.levels import level_config
 from lab.queue import JobQueue
+from lab.queue.actions import cancel_job
 
 TINY = level_config(3).replace(dataset="digits", image_size=16, epochs=1, device="cpu",
                                cnn_channels=(8, 16, 16, 32), cnn_hidden=32, gradcam=0)

@@ -20,13 +20,14 @@ import pytest
 import torch
 
 from lab.cli import main
-from lab.engine import start_run
+from lab.core.models import CustomCNN
+from lab.core.stopping import Stopped
 from lab.errors import ExitCode
+from lab.launch.run import start_run
+from lab.launch.session import train_run as fit
 from lab.levels import level_config
-from lab.models import CustomCNN
 from lab.queue import JobQueue
 from lab.runs import new_run
-from lab.train import Stopped, fit
 from tests.fakes import (
     batch_pickle,
     cifar_arrays,

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import checkpoint
-from lab.runs import RunDir, list_runs
+from lab.runs import RunDir, checkpoint, list_runs
 from tests.jobtools import SLOW, TINY, env, job, lab, processes, submit, wait_for
 
 

@@ -9,8 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab import checkpoint
-from lab.runs import RunDir, list_runs
+from lab.runs import RunDir, checkpoint, list_runs
 from tests.jobtools import env, job, lab, processes, submit, wait_for
 
 # 1438 training images, global batch 64: 23 steps an epoch whatever the process count.
@@ -104,7 +103,7 @@ def ranks_of_tag(tag: str) -> dict[int, int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"lab.distributed" in cmdline and f"LAB_TEST_LAUNCHER={tag}".encode() in environ:
+        if b"lab.entry.rank" in cmdline and f"LAB_TEST_LAUNCHER={tag}".encode() in environ:
             rank = next((int(v[5:]) for v in environ if v.startswith(b"RANK=")), None)
             if rank is not None:
                 found[rank] = int(entry.name)

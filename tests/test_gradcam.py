@@ -15,13 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
+from lab.core.models import CustomCNN, gradcam_target_layer
 from lab.data import load_dataset
-from lab.engine import start_run
 from lab.errors import ConfigError, NotFoundError
-from lab.explain import explain_run
-from lab.gradcam import compute_cams, read_galleries, select_examples
+from lab.explain.gallery import explain_run
+from lab.explain.gradcam import compute_cams, select_examples
+from lab.explain.index import read_galleries
+from lab.launch.run import start_run
 from lab.levels import level_config
-from lab.models import CustomCNN, gradcam_target_layer
 from lab.runs import new_run
 from tests.gradcam_data import patch_box, write_patch_tree
 

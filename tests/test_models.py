@@ -8,9 +8,9 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
+from lab.core.models import CustomCNN, build_model, gradcam_target_layer, weights_cache_path
 from lab.errors import DataError, WeightsError
 from lab.levels import level_config
-from lab.models import CustomCNN, build_model, gradcam_target_layer, weights_cache_path
 
 
 def _saved_resnet(path: Path, seed: int = 1) -> dict[str, torch.Tensor]:
@@ -84,8 +84,8 @@ def test_custom_cnn_stacks_convs_per_block() -> None:
 
 
 def test_tta_flip_averages_an_image_and_its_mirror() -> None:
+    from lab.core.evaluate import evaluate
     from lab.data.loader import DeviceLoader
-    from lab.train import evaluate
 
     torch.manual_seed(0)
     model = CustomCNN(3, 16, channels=(4, 8, 8, 8), hidden=8).eval()

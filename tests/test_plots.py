@@ -12,7 +12,7 @@ import time
 import plotext as plt
 import pytest
 
-from lab import plots
+from lab.views import charts as plots
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

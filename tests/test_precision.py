@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lab.engine import start_run
+from lab.core.device import autocast as _autocast
+from lab.core.device import resolve_precision
+from lab.core.models import CustomCNN, resnet18
+from lab.launch.run import start_run
 from lab.levels import level_config
-from lab.models import CustomCNN, resnet18
-from lab.train import _autocast, resolve_precision
 
 
 def _models() -> dict[str, torch.nn.Module]:

@@ -19,9 +19,9 @@ import pytest
 from lab.errors import ConfigError, DataError, NotFoundError
 from lab.levels import level_config
 from lab.queue import JobQueue, parse_job_id
-from lab.queuedb import SCHEMA_VERSION
+from lab.queue.db import SCHEMA_VERSION
+from lab.queue.worker import Slot, parse_gpus
 from lab.runs import pid_alive
-from lab.worker import Slot, parse_gpus
 
 TINY = level_config(3).replace(dataset="digits", image_size=16, epochs=2)
 

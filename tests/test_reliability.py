@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lab import checkpoint
-from lab.engine import resume_run, start_run
+from lab.core.stopping import Stopped
 from lab.errors import DataError, RunFailed
+from lab.launch.run import resume_run, start_run
+from lab.launch.session import train_run as fit
 from lab.levels import level_config
-from lab.runs import RunDir, new_run
-from lab.train import Stopped, fit
+from lab.runs import RunDir, checkpoint, new_run
 
 TINY = dict(dataset="digits", image_size=16, epochs=3, batch_size=64, device="cpu",
             cnn_channels=(8, 16, 16, 32), cnn_hidden=64, lr=3e-3, log_every=5, gradcam=0)
@@ -179,9 +179,9 @@ def test_divergence_names_the_epoch_and_step_and_gives_a_hint(
 
 def test_out_of_memory_names_the_batch_size_and_a_smaller_one(
         lab_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import lab.train
+    import lab.core.parts
 
-    real_build = lab.train.build_model
+    real_build = lab.core.parts.build_model
 
     def build_that_runs_out(config, num_classes):  # noqa: ANN001, ANN202
         model = real_build(config, num_classes)
@@ -192,7 +192,7 @@ def test_out_of_memory_names_the_batch_size_and_a_smaller_one(
         model.register_forward_pre_hook(allocate)
         return model
 
-    monkeypatch.setattr(lab.train, "build_model", build_that_runs_out)
+    monkeypatch.setattr(lab.core.parts, "build_model", build_that_runs_out)
     with pytest.raises(RunFailed, match=r"out of memory on cpu at batch size 64 .*"
                                         r"try --batch-size 32"):
         start_run(tiny_config(), lab_dirs["runs"], lab_dirs["data"])

@@ -19,12 +19,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lab import figures
-from lab.engine import start_run
 from lab.errors import ConfigError, DataError, NotFoundError
+from lab.launch.run import start_run
 from lab.levels import level_config
-from lab.report import comparison, write_report
 from lab.runs import RunDir, list_runs, new_run
+from lab.views import figures
+from lab.views.compare import comparison
+from lab.views.report import write_report
 
 LINK_RE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 TINY = dict(dataset="digits", image_size=16, device="cpu", gradcam=0)

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import slurm
 from lab.errors import ConfigError
 from lab.levels import level_config
-from lab.queue import JobQueue
+from lab.queue import JobQueue, slurm
+from lab.queue.slurm import SlurmOptions, SlurmState
 from lab.runs import RunDir
-from lab.slurm import SlurmOptions, SlurmState
 from tests.jobtools import SLOW, TINY, lab, lab_json, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lab.engine import resume_run, start_run
 from lab.errors import ConfigError, NotFoundError
+from lab.launch.run import resume_run, start_run
+from lab.launch.session import train_run as fit
 from lab.levels import level_config
 from lab.runs import list_runs
-from lab.train import fit, load_checkpoint
+from lab.runs.checkpoint import read as load_checkpoint
 
 TINY = dict(dataset="digits", image_size=16, epochs=3, batch_size=64, device="cpu",
             cnn_channels=(8, 16, 16, 32), cnn_hidden=64, lr=3e-3, log_every=5)

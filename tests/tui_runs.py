@@ -49,7 +49,7 @@ def plain(renderable: Any, width: int = 140) -> str:
 def make_real_runs(root: Path) -> dict[str, Any]:
     """Two tiny real runs on the bundled digits: Level 1 (ResNet18 from scratch, one epoch) and
     Level 3 (a small CNN, two epochs, with its end-of-run Grad-CAM gallery)."""
-    from lab.engine import start_run
+    from lab.launch.run import start_run
 
     runs, data = root / "runs", root / "data"
     tiny = dict(dataset="digits", image_size=16, device="cpu")

@@ -102,7 +102,7 @@ def show(
 def _locate(gradcam_dir: Path, gallery: str | None, file: str | None) -> tuple[Path, str]:
     """The PNG to show and its caption; only files listed in a gallery index can be named."""
     from lab.errors import NotFoundError
-    from lab.gradcam import read_galleries
+    from lab.explain.index import read_galleries
     from lab.runs import read_json
 
     galleries = read_galleries(gradcam_dir)

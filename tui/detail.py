@@ -85,7 +85,7 @@ def weakest(per_class: list[dict[str, Any]], n: int = 3) -> list[str]:
     """`lab.metrics.weakest_classes` (imported here, in a worker thread: it pulls in
     scikit-learn), less any class as good as the best one: a perfect class is never "weak"."""
     try:
-        from lab.metrics import weakest_classes
+        from lab.views.states import weakest_classes
 
         best = max(float(r["f1"]) for r in per_class)
         f1 = {r["class"]: float(r["f1"]) for r in per_class}

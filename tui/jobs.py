@@ -22,8 +22,8 @@ WORKER_START_TIMEOUT_S = 180.0
 
 def build_job_config(level: int, options: dict[str, Any]) -> Any:
     """The RunConfig `lab submit --level N --epochs ...` would queue; raises ConfigError."""
-    from lab.jobs import queueable
     from lab.levels import build_config
+    from lab.queue.actions import queueable
 
     return queueable(build_config(level, None, options, []))
 
@@ -40,7 +40,7 @@ def submit(runs_dir: Path, config: Any, priority: int) -> tuple[int, bool]:
 
 def cancel(runs_dir: Path, job_id: int) -> str:
     """`lab cancel`'s engine call: a Slurm job is scancelled as well."""
-    from lab.jobs import cancel_job
+    from lab.queue.actions import cancel_job
 
     with _open(runs_dir) as queue:
         job = cancel_job(queue, job_id)
@@ -51,7 +51,7 @@ def cancel(runs_dir: Path, job_id: int) -> str:
 
 def retry(runs_dir: Path, job_id: int) -> str:
     """`lab retry`'s engine call: a Slurm job is handed to sbatch again."""
-    from lab.jobs import retry_job
+    from lab.queue.actions import retry_job
 
     with _open(runs_dir) as queue:
         job = retry_job(queue, job_id)

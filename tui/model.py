@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.runs import RunDir, list_runs, read_jsonl_counted, summarize
+from lab.views.states import look
 
-STATE_ICONS = {"running": "▶", "queued": "·", "done": "✓", "failed": "✗", "cancelled": "⊘",
-               "cancelling": "⊘", "interrupted": "‖", "created": "·", "corrupt": "!"}
-STATE_ORDER = ("running", "cancelling", "queued", "created", "interrupted", "failed", "corrupt",
-               "cancelled", "done")
 SORTS = ("newest", "state", "accuracy", "level", "name")
 
 
@@ -75,8 +72,7 @@ def sort_rows(rows: list[Row], how: str) -> list[Row]:
     """Newest first within every ordering, so equal keys keep a predictable order."""
     newest = sorted(rows, key=lambda r: (-(r.created or 0.0), r.key))
     if how == "state":
-        rank = {s: i for i, s in enumerate(STATE_ORDER)}
-        return sorted(newest, key=lambda r: rank.get(r.state, len(rank)))
+        return sorted(newest, key=lambda r: look(r.state).rank)
     if how == "accuracy":
         return sorted(newest, key=lambda r: -(r.test_acc if r.test_acc is not None else -1.0))
     if how == "level":
@@ -205,9 +201,9 @@ def read_queue(runs_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any
     """Jobs and live workers from `runs/lab.db`; a missing database is an empty queue. Slurm
     jobs show Slurm's view (`lab.jobs.refresh`: one squeue call, only if there are any)."""
     try:
-        from lab.jobs import refresh
         from lab.queue import JobQueue
-        from lab.slurm import display_state
+        from lab.queue.actions import refresh
+        from lab.queue.slurm import display_state
     except ImportError:  # an engine without the queue: runs only
         return [], [], None
     try:

@@ -20,6 +20,8 @@ def bench(
     precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16.")] = "auto",
     dataset: Annotated[str, typer.Option(help="Images to time on.")] = "digits",
     channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = False,
+    compile_model: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the engine's model (the references stay eager).")] = False,
     workers: Annotated[int, typer.Option(help="DataLoader workers of the study's pipeline.")] = 2,
     no_references: Annotated[bool, typer.Option("--no-references",
                                                 help="Time the engine only.")] = False,
@@ -27,7 +29,7 @@ def bench(
     data: DataDirOpt = None,
 ) -> None:
     """Images/s of the engine, the limit (bare loop on prepared batches) and the study."""
-    from lab.bench import bench as run_bench
+    from lab.core.bench import bench as run_bench
     from lab.errors import ConfigError
     from lab.levels import level_config
 
@@ -39,7 +41,8 @@ def bench(
         raise ConfigError(f"--workers {workers}: must be between 0 and 64")
     config = level_config(level).replace(
         image_size=image_size, batch_size=batch_size, device=device, precision=precision,
-        dataset=dataset, channels_last=channels_last, weights="none")
+        dataset=dataset, channels_last=channels_last, compile=compile_model,
+        weights="none")
     if not json_out:
         err.print(f"timing level {level} at {image_size}px, batch {batch_size}, {steps} steps ...")
     report = run_bench(config, data_dir(data), steps=steps, workers=workers,

@@ -44,7 +44,7 @@ def make(
     data: DataDirOpt = None,
 ) -> None:
     """Make (or remake) a gallery from a finished run's checkpoint."""
-    from lab.explain import explain_run
+    from lab.explain.gallery import explain_run
     from lab.runs import resolve_run
 
     run = resolve_run(runs_dir(runs), run_ref)

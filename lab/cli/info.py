@@ -53,8 +53,8 @@ def doctor(json_out: JsonOpt = False, runs_path: RunsDirOpt = None,
 def gather(runs_path: Any, data_path: Any) -> dict[str, Any]:
     import torch
 
+    from lab.core.models import weights_cache_path
     from lab.data import list_datasets
-    from lab.models import weights_cache_path
     from lab.runs import list_runs
 
     cuda = torch.cuda.is_available()

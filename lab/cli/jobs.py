@@ -45,11 +45,9 @@ from lab.cli.run import (
     SetOpt,
     WeightsOpt,
 )
+from lab.views.states import look
 
 JobArg = Annotated[str, typer.Argument(metavar="JOB", help="Job id (as `lab queue` shows it).")]
-STATE_STYLE = {"queued": "", "running": "cyan", "cancelling": "yellow", "done": "green",
-               "failed": "red", "cancelled": "dim", "interrupted": "yellow"}
-
 
 def submit(
     levels: Annotated[list[int] | None, typer.Option(
@@ -89,9 +87,9 @@ def submit(
     """Queue one job per --level (same overrides for each); a worker runs them, or with
     --slurm, Slurm does."""
     from lab.errors import ConfigError, RunFailed
-    from lab.jobs import queueable
     from lab.levels import build_config
     from lab.queue import JobQueue, check_priority
+    from lab.queue.actions import queueable
 
     options = dict(epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr,
                    weights=weights, dataset=dataset, device=device, precision=precision,
@@ -114,7 +112,7 @@ def submit(
             jobs = queue.submit(configs, priority=priority)
             idle = not any(w.alive for w in queue.workers())
     else:
-        from lab import slurm
+        from lab.queue import slurm
 
         options = slurm.SlurmOptions.checked(partition, gpus_per_job, time_limit,
                                              data_dir(data))
@@ -196,8 +194,8 @@ def _watch_lines(path: Path, show_all: bool, interval: float, json_out: bool) ->
 
 
 def _rows(path: Path, show_all: bool) -> list[dict[str, Any]]:
-    from lab.jobs import display_order, job_summary, refresh
     from lab.queue import JobQueue
+    from lab.queue.actions import display_order, job_summary, refresh
 
     queue = JobQueue.open(path, create=False)
     if queue is None:
@@ -223,7 +221,7 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
         if r["error"] and state in ("failed", "interrupted", "cancelled"):
             note = f"{note}: {r['error']}" if note else r["error"]
         cells = [str(r["id"]), str(r["level"] or "–"),
-                 Text(state, style=STATE_STYLE.get(state, "")), str(r["priority"]),
+                 Text(state, style=look(state).style), str(r["priority"]),
                  str(r["attempts"]), r["gpu"] or "–",
                  f"{r['epoch']}/{r['epochs']}" if r["run_id"] else "–",
                  pct(r["val_acc"]), Text(pct(r["test_acc"]), style="bold")]
@@ -244,8 +242,8 @@ def cancel(
 ) -> None:
     """Cancel a job: a waiting one never runs; a running one stops cleanly at its next batch,
     its run kept and marked cancelled."""
-    from lab.jobs import cancel_job, refresh
     from lab.queue import FINISHED, parse_job_id
+    from lab.queue.actions import cancel_job, refresh
 
     job_id = parse_job_id(job_ref)
     with _open(runs, job_id) as queue:
@@ -275,8 +273,8 @@ def retry(
     """Queue a failed, cancelled or interrupted job again; it resumes its run from the last
     checkpoint (or, with --fresh, starts a new one)."""
     from lab.errors import RunFailed
-    from lab.jobs import retry_job
     from lab.queue import parse_job_id
+    from lab.queue.actions import retry_job
 
     job_id = parse_job_id(job_ref)
     with _open(runs, job_id) as queue:

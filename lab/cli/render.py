@@ -9,9 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.cli.common import pct
-
-STATE_STYLE = {"done": "green", "running": "cyan", "failed": "red", "interrupted": "yellow",
-               "cancelled": "dim", "created": "dim", "corrupt": "red"}
+from lab.views.states import look
 
 
 def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison",
@@ -87,7 +85,7 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
         state = r["state"]
         note = f" ({r['error']})" if r.get("error") and state in ("failed", "corrupt") else ""
         table.add_row(r["run_id"], str(r.get("level") or "–"), r.get("model") or "?",
-                      r.get("dataset") or "?", Text(state + note, style=STATE_STYLE.get(state, "")),
+                      r.get("dataset") or "?", Text(state + note, style=look(state).style),
                       f"{r.get('epoch', 0)}/{r.get('epochs') or '?'}", pct(r.get("val_acc")),
                       Text(pct(r.get("test_acc")), style="bold"))
     if not rows:
@@ -153,7 +151,7 @@ def config_table(config: dict[str, Any], status: dict[str, Any], columns: int = 
             "level", "model", "weights", "dataset", "image_size", "augment", "dropout",
             "optimizer", "lr", "weight_decay", "batch_size", "epochs", "seed", "device",
             "precision")]
-    items.append(("state", Text(state, style=STATE_STYLE.get(state, ""))))
+    items.append(("state", Text(state, style=look(state).style)))
     for i in range(0, len(items), columns):
         row: list[Any] = []
         for key, value in items[i:i + columns]:

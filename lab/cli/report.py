@@ -22,7 +22,7 @@ def report(
     runs_path: RunsDirOpt = None,
 ) -> None:
     """Write report.md with tables, curves, confusion heatmaps and Grad-CAM grids."""
-    from lab.report import write_report
+    from lab.views.report import write_report
 
     written = write_report(runs_dir(runs_path), run_refs or None, out_dir)
     if json_out:

@@ -29,9 +29,9 @@ def show(
 ) -> None:
     """A run in full: config, curves, per-class table, confusion matrix, most-confused pairs."""
     from lab.cli import render
-    from lab.metrics import weakest_classes
-    from lab.plots import epoch_chart
     from lab.runs import resolve_run
+    from lab.views.charts import epoch_chart
+    from lab.views.states import weakest_classes
 
     run = resolve_run(runs_dir(runs_path), run_ref)
     config, status, result = run.config(), run.status(), run.result()
@@ -77,7 +77,7 @@ def compare(
 ) -> None:
     """The study's comparison table, with the change against Level 1."""
     from lab.cli.render import comparison_table
-    from lab.report import comparison
+    from lab.views.compare import comparison
 
     rows = comparison(runs_dir(runs_path), run_refs or None)
     if json_out:

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from lab.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, data_dir, err, out, print_json, runs_dir
+from lab.core.stopping import SignalStop
 from lab.levels import build_config
-from lab.stopping import SignalStop
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 # The overrides of a run's config, shared with `lab submit`.
@@ -70,8 +70,8 @@ def run(
 
 
 def _train(config: Any, runs_path: Path, data_path: Path, quiet: bool) -> tuple[str, dict]:
-    from lab.cli.progress import ProgressPrinter
-    from lab.engine import start_run
+    from lab.launch.run import start_run
+    from lab.views.progress import ProgressPrinter
 
     created: list[Any] = []
     with ProgressPrinter(err, config.label, quiet=quiet) as progress, SignalStop() as stop:
@@ -87,7 +87,7 @@ def _train(config: Any, runs_path: Path, data_path: Path, quiet: bool) -> tuple[
 
 
 def _interrupted(run_id: str, exc: KeyboardInterrupt) -> None:
-    from lab.train import Stopped
+    from lab.core.stopping import Stopped
 
     saved = "checkpoint saved; " if isinstance(exc, Stopped) else ""
     err.print(f"interrupted: {saved}resume with `lab resume {run_id}`")
@@ -111,9 +111,9 @@ def resume(
     data: DataDirOpt = None,
 ) -> None:
     """Continue an interrupted run from its last checkpoint."""
-    from lab.cli.progress import ProgressPrinter
-    from lab.engine import resume_run
+    from lab.launch.run import resume_run
     from lab.runs import resolve_run
+    from lab.views.progress import ProgressPrinter
 
     run_dir = resolve_run(runs_dir(runs), run_ref)
     config = run_dir.config()
@@ -137,9 +137,9 @@ def demo(
 ) -> None:
     """All three levels on the bundled digits, on the CPU, offline; then the comparison."""
     from lab.cli.render import comparison_table
+    from lab.core.models import weights_cache_path
     from lab.levels import demo_configs
-    from lab.models import weights_cache_path
-    from lab.report import comparison
+    from lab.views.compare import comparison
 
     have_imagenet = weights_cache_path().exists()
     if not have_imagenet and not quiet:

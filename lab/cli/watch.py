@@ -49,7 +49,7 @@ class Target:
             job = queue.get(self.job_id)
             if job.backend == "slurm" and job.state not in FINISHED \
                     and time.monotonic() >= self._slurm_next:  # one squeue every few seconds
-                from lab.jobs import refresh
+                from lab.queue.actions import refresh
 
                 job = refresh(queue, [job], self.runs)[0][0]
                 self._slurm_next = time.monotonic() + SLURM_EVERY_S
@@ -227,7 +227,7 @@ def _view(target: Target) -> Group:
 
 
 def _chart(events: list[dict[str, Any]], color: bool, width: int = 100) -> str:
-    from lab.plots import epoch_chart
+    from lab.views.charts import epoch_chart
 
     return epoch_chart([e for e in events if e.get("event") == "epoch"], width=width, height=16,
                        color=color)

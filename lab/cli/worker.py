@@ -56,8 +56,8 @@ def worker(
     `lab worker status`, `lab worker stop`."""
     if ctx.invoked_subcommand is not None:
         return
-    from lab.worker import Worker, parse_gpus, visible_device_count
-    from lab.worker import detach as start_detached
+    from lab.queue.worker import Worker, parse_gpus, visible_device_count
+    from lab.queue.worker import detach as start_detached
 
     runs_path, data_path = runs_dir(runs).resolve(), data_dir(data).resolve()
     spec = gpus.strip().lower()
@@ -86,8 +86,8 @@ def worker(
 @app.command()
 def status(json_out: JsonOpt = False, runs: RunsDirOpt = None) -> None:
     """Workers of this runs directory: state, heartbeat, the jobs they run, their logs."""
-    from lab.jobs import worker_summary
     from lab.queue import JobQueue
+    from lab.queue.actions import worker_summary
 
     queue = JobQueue.open(runs_dir(runs), create=False)
     rows = []

@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Static
 
-from lab.plots import bar_chart
+from lab.views.charts import bar_chart
 from tui.model import read_events
 from tui.widgets.curves import OverlayView, chart_text
 from tui.widgets.keybar import KeyBar
@@ -92,7 +92,7 @@ class CompareScreen(Screen):
 
     @work(thread=True, exclusive=True, group="compare")
     def _load(self) -> None:
-        from lab.report import comparison
+        from lab.views.compare import comparison
 
         try:
             rows = comparison(self.runs_dir, self.refs)

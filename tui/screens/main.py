@@ -374,7 +374,7 @@ class MainScreen(Screen):
     @work(thread=True, exclusive=True, group="gradcam", exit_on_error=False)
     def make_gallery(self, run_id: str, request: GalleryRequest) -> None:
         def call() -> Message:
-            from lab.explain import explain_run  # torch: only when asked for
+            from lab.explain.gallery import explain_run
             from lab.runs import RunDir
 
             run = RunDir(Path(self.lab.runs_dir) / run_id)

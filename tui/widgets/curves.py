@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from lab.plots import epoch_chart, overlay_chart, step_chart
+from lab.views.charts import epoch_chart, overlay_chart, step_chart
 from tui.detail import Progress, RunDetail, progress
 
 

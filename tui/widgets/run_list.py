@@ -15,12 +15,10 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Static
 
-from lab.plots import series_color
-from tui.model import SORTS, STATE_ICONS, Row, age, sort_rows
+from lab.views.charts import series_color
+from lab.views.states import CORRUPT, look
+from tui.model import SORTS, Row, age, sort_rows
 
-STATE_STYLE = {"done": "green", "running": "bold cyan", "queued": "", "failed": "red",
-               "interrupted": "yellow", "cancelled": "dim", "cancelling": "yellow",
-               "created": "dim", "corrupt": "bold red"}
 WIDE = 55  # from this many columns on, the list shows its extra columns
 
 
@@ -173,15 +171,15 @@ class RunList(Vertical):
     def _cells(self, row: Row, now: float) -> list[Text]:
         mark = "●" if row.key in self.marked else " "
         colour = series_color(row.label) if row.key in self.marked else ""
-        icon = "!" if row.warning and row.state != "corrupt" else STATE_ICONS.get(row.state, "?")
-        icon_style = "bold yellow" if row.warning else STATE_STYLE.get(row.state, "")
+        icon = "!" if row.warning and row.state != CORRUPT else look(row.state).icon
+        icon_style = "bold yellow" if row.warning else look(row.state).style
         state = row.state
         if row.state == "running" and row.epochs:
             state = f"run {row.epoch}/{row.epochs}"
         cells = {
             "mark": Text.assemble((mark, colour), (icon, icon_style)),
             "name": Text(row.name, style="bold" if row.key in self.marked else ""),
-            "state": Text(state, style=STATE_STYLE.get(row.state, "")),
+            "state": Text(state, style=look(row.state).style),
             "epoch": _right(f"{row.epoch}/{row.epochs}" if row.epochs else "", "epoch"),
             "data": Text(row.dataset),
             "val": _right(_pct(row.val_acc), "val", style="dim"),

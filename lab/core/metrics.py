@@ -49,9 +49,3 @@ def most_confused(cm: np.ndarray, classes: list[str], top: int = 10) -> list[dic
         pairs.append({"true": classes[i], "predicted": classes[j], "count": int(off[i, j]),
                       "share": float(off[i, j] / row) if row else 0.0})
     return pairs
-
-
-def weakest_classes(per_class: list[dict[str, Any]], n: int = 3) -> list[str]:
-    """Classes with the lowest F1: the ones a table should mark."""
-    ranked = sorted(per_class, key=lambda r: (r["f1"], r["class"]))
-    return [r["class"] for r in ranked[:n]]

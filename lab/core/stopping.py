@@ -47,3 +47,7 @@ class SignalStop:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
         self._saved.clear()
+
+
+class Stopped(KeyboardInterrupt):
+    """Raised after a stop request was honoured: the step finished and a checkpoint was written."""

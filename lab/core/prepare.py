@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from lab.config import RunConfig
+from lab.core.collectives import Dist
 from lab.data import Dataset, Split, load_dataset, make_split
 from lab.data.augment import AugmentSpec
 from lab.data.loader import DeviceLoader
-from lab.distributed import Dist
 from lab.errors import DataError
 
 

@@ -29,7 +29,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-from lab.errors import ConfigError, NotFoundError
+from lab.errors import ConfigError
 from lab.runs import atomic_write_json, now_iso
 
 METHODS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "scorecam": "ScoreCAM",
@@ -259,14 +259,3 @@ def _update_run_index(gradcam_dir: Path, gallery: dict[str, Any]) -> None:
              "count": len(gallery["items"]), "filter": gallery["filter"],
              "created": gallery["created"]}
     atomic_write_json(path, {"galleries": [entry, *galleries]})
-
-
-def read_galleries(gradcam_dir: Path) -> list[dict[str, Any]]:
-    """The galleries of a run, newest first; none yet is an empty list."""
-    path = Path(gradcam_dir) / "index.json"
-    if not path.exists():
-        return []
-    try:
-        return list(json.loads(path.read_text()).get("galleries", []))
-    except (json.JSONDecodeError, AttributeError):
-        raise NotFoundError(f"{path} is corrupt", hint="run `lab gradcam RUN` again") from None

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import slurm
 from lab.errors import ConfigError, NotFoundError
-from lab.queue import CLAIMABLE, Job, JobQueue, WorkerRow, host_name
+from lab.queue import slurm
+from lab.queue.jobs import CLAIMABLE, Job, JobQueue, WorkerRow, host_name
+from lab.queue.slurm import SlurmState
 from lab.runs import RunDir, pid_alive, validate_run_ref
-from lab.slurm import SlurmState
 
 
 def refresh(queue: JobQueue, jobs: list[Job],

@@ -22,12 +22,12 @@ from rich.progress import (
 
 
 class ProgressPrinter:
-    def __init__(self, console: Console, label: str, quiet: bool = False,
+    def __init__(self, console: Console | None, label: str, quiet: bool = False,
                  rich_bar: bool | None = None) -> None:
-        self.console = console
+        self.console = console or Console(stderr=True, highlight=False)
         self.label = label
         self.quiet = quiet
-        self.rich_bar = console.is_terminal if rich_bar is None else rich_bar
+        self.rich_bar = self.console.is_terminal if rich_bar is None else rich_bar
         self.epochs = 0
         self.progress: Progress | None = None
         self.task: Any = None

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from lab.errors import BusyError, ConfigError, DataError, LabError, StorageError
+from lab.runs import schema
 
 _Q = TypeVar("_Q", bound="QueueDB")
 
 DB_NAME = "lab.db"
 SCHEMA_VERSION = 2
-JOB_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+JOB_STATES = tuple(s.value for s in schema.JOB_STATES)  # spelled out in the CHECK constraint
 BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = (

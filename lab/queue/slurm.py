@@ -30,7 +30,7 @@ from typing import Any
 
 from lab.config import RunConfig
 from lab.errors import ConfigError, NotFoundError, RunFailed
-from lab.queue import FINISHED, Job, JobQueue, job_log_path
+from lab.queue.jobs import FINISHED, Job, JobQueue, job_log_path
 from lab.runs import RunDir, atomic_write_bytes, validate_run_ref
 
 # Slurm's job states (squeue %T, sacct State) as lab job states. Anything else is left alone.

@@ -1,6 +1,6 @@
 """The persistent job queue shared by `lab submit`, the workers and the TUI: `JobQueue`.
 
-The database file and its transactions are `lab.queuedb`'s; this module is the state machine on
+The database file and its transactions are `lab.queue.db`'s; this module is the state machine on
 top. Every write is one `BEGIN IMMEDIATE` transaction, so a claim's "find the best waiting job,
 mark it running" cannot interleave with another worker's claim: two workers never run one job.
 
@@ -11,7 +11,7 @@ made on behalf of a running job names the attempt it belongs to, so a process le
 an earlier attempt can never overwrite a later one.
 
 A job's `backend` is `local` (run by our workers) or `slurm` (an sbatch job that claims the
-job for itself, see `lab.slurm`): local workers never claim, requeue or lease Slurm jobs.
+job for itself, see `lab.queue.slurm`): local workers never claim, requeue or lease Slurm jobs.
 
 The queue assumes the runs directory is on a local disk of one machine (SQLite's locking is not
 reliable over network file systems): a job is requeued only when its lease has expired *and*
@@ -32,11 +32,11 @@ from typing import Any
 
 from lab.config import RunConfig
 from lab.errors import ConfigError, NotFoundError
-from lab.queuedb import QueueDB
-from lab.runs import pid_alive
+from lab.queue.db import QueueDB
+from lab.runs import CLAIMABLE as CLAIMABLE  # re-exported: the queue's vocabulary
+from lab.runs import JOB_FINISHED, pid_alive
 
-FINISHED = ("done", "failed", "cancelled")
-CLAIMABLE = ("queued", "interrupted")
+FINISHED = JOB_FINISHED
 MAX_PRIORITY = 1_000_000
 
 

@@ -1,7 +1,7 @@
 """The run directory: the contract between the engine and every client.
 
 `runs/<run_id>/` holds `config.json`, `status.json`, `metrics.jsonl`, `result.json` and
-`checkpoint.pt` (with `checkpoint.prev.pt`, see `lab.checkpoint`). Whole files are written
+`checkpoint.pt` (with `checkpoint.prev.pt`, see `lab.runs.checkpoint`). Whole files are written
 atomically (temp file, fsync, rename) and events are appended one whole line per write, so a
 reader in another process, or a crash at any instant, sees either the old record or the new one,
 never half of one. Readers tolerate a run that is still being written: a torn last line of
@@ -23,10 +23,9 @@ from typing import Any
 
 from lab.config import RunConfig
 from lab.errors import ConfigError, DataError, NotFoundError
+from lab.runs.schema import State, check_event
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-STATES = ("created", "running", "done", "failed", "interrupted", "cancelled")
-FINISHED = ("done", "failed", "interrupted", "cancelled")
 
 
 def default_runs_dir() -> Path:
@@ -104,10 +103,10 @@ def read_jsonl_counted(path: Path) -> tuple[list[dict[str, Any]], int]:
             continue
         try:
             obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, huge numbers
             bad += 1
             continue
-        if isinstance(obj, dict):
+        if check_event(obj) is None:
             events.append(obj)
         else:
             bad += 1
@@ -119,8 +118,8 @@ def read_json(path: Path) -> Any:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is corrupt: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge numbers
+        raise DataError(f"{path} is corrupt: {type(exc).__name__}: {exc}"[:300]) from None
 
 
 # ---- one run -------------------------------------------------------------------------------
@@ -159,7 +158,7 @@ class RunDir:
         return RunConfig.from_dict(data, strict=False)
 
     def status(self) -> dict[str, Any]:
-        return read_json(self.status_path) or {"state": "created"}
+        return read_json(self.status_path) or {"state": State.CREATED.value}
 
     def events(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
@@ -189,10 +188,10 @@ class RunDir:
     def live_state(self) -> str:
         """The state a reader should show: a 'running' run whose process is gone is interrupted."""
         status = self.status()
-        state = status.get("state", "created")
-        if state in ("created", "running") and "pid" in status and \
+        state = status.get("state", State.CREATED)
+        if state in (State.CREATED, State.RUNNING) and "pid" in status and \
                 not pid_alive(status.get("pid"), status.get("host")):
-            return "interrupted"
+            return State.INTERRUPTED.value
         return state
 
 
@@ -238,7 +237,7 @@ def new_run(runs_dir: Path, config: RunConfig) -> RunDir:
         run = RunDir(path)
         # The status first, with our pid: a run is listed once its config exists, and if this
         # process dies before training starts, readers see it as interrupted, not "created".
-        run.update_status(state="created", created=now_iso(), epoch=0, step=0,
+        run.update_status(state=State.CREATED, created=now_iso(), epoch=0, step=0,
                           pid=os.getpid(), host=os.uname().nodename)
         atomic_write_bytes(run.config_path, (config.to_json() + "\n").encode())
         return run

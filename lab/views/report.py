@@ -1,9 +1,8 @@
-"""The study's comparison, and the Markdown report that a person can open or attach.
+"""The Markdown report that a person can open or attach.
 
-`comparison` gives the rows: which runs stand for each level and how they compare with Level 1.
-Clients render these rows; they never recompute them, so the CLI table, the TUI compare screen
-and the Markdown report always agree. `write_report` turns runs into `report.md` plus PNG
-figures (rendered by `lab.figures`, imported only here so `lab compare` stays light).
+`write_report` turns runs into `report.md` plus PNG figures (rendered by `lab.views.figures`,
+imported only here so `lab compare` stays light); its comparison rows are `lab.views.compare`'s,
+as in `lab compare` and the console.
 """
 
 from __future__ import annotations
@@ -23,64 +22,12 @@ from lab.levels import LEVELS
 from lab.runs import (
     RUN_ID_RE,
     RunDir,
-    list_runs,
     now_iso,
     read_json,
     resolve_run,
 )
+from lab.views.compare import comparison, latest_finished_by_level, model_name
 
-
-def latest_finished_by_level(runs_dir: Path) -> list[RunDir]:
-    """The newest finished run of each level, in level order."""
-    chosen: dict[int, RunDir] = {}
-    for run in list_runs(runs_dir):  # newest first
-        try:
-            config = run.config()
-        except Exception:  # noqa: BLE001 - a corrupt run is skipped here, shown by `lab runs`
-            continue
-        if config.level and config.level not in chosen and run.result_path.exists():
-            chosen[config.level] = run
-    return [chosen[k] for k in sorted(chosen)]
-
-
-def comparison(runs_dir: Path, refs: list[str] | None = None) -> list[dict[str, Any]]:
-    """One row per run: level, model, augmentation, test accuracy and change against Level 1."""
-    runs = [resolve_run(runs_dir, r) for r in refs] if refs else latest_finished_by_level(runs_dir)
-    rows = []
-    for run in runs:
-        config, result = run.config(), run.result() or {}
-        level = LEVELS.get(config.level or 0)
-        rows.append({
-            "run_id": run.id,
-            "level": config.level,
-            "model": _model_name(config.model, config.weights, config.dropout),
-            "dataset": result.get("dataset", config.dataset),
-            "image_size": config.image_size,
-            "epochs": config.epochs,
-            "augmentation": result.get("augmentation", config.augmentation_summary()),
-            "weight_decay": config.weight_decay,
-            "test_acc": result.get("test_acc"),
-            "seed_acc": level.seed_accuracy / 100 if level else None,
-            "state": run.live_state(),
-        })
-    base = next((r["test_acc"] for r in rows if r["level"] == 1 and r["test_acc"] is not None),
-                None)
-    for row in rows:
-        row["delta_vs_l1"] = (row["test_acc"] - base
-                              if base is not None and row["test_acc"] is not None else None)
-    return rows
-
-
-def _model_name(model: str, weights: str, dropout: float) -> str:
-    if model == "cnn":
-        name = "custom CNN"
-    else:
-        source = {"imagenet": "ImageNet", "none": "scratch"}.get(weights, "file")
-        name = f"ResNet18 {source}"
-    return name + (f", dropout {dropout:g}" if dropout else "")
-
-
-# ---- the Markdown report -------------------------------------------------------------------
 MARKER = ".lab-report"  # marks a folder `lab report` wrote, so only such a folder is replaced
 RESULT_KEYS = ("test_acc", "classes", "per_class", "confusion", "most_confused")
 
@@ -178,7 +125,7 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
 
 def _build(runs_dir: Path, runs: list[_Run], root: Path) -> list[str]:
     """Render the figures and the Markdown into `root`; returns the figure paths (relative)."""
-    from lab import figures as fg
+    from lab.views import figures as fg
 
     (root / "figures").mkdir()
 
@@ -221,7 +168,7 @@ def _title(runs: list[_Run]) -> str:
 
 def _levels_table() -> list[str]:
     levels = list(LEVELS.values())
-    rows = [("model", lambda c: _model_name(c.model, c.weights, 0.0)),
+    rows = [("model", lambda c: model_name(c.model, c.weights, 0.0)),
             ("augmentation", lambda c: c.augmentation_summary()),
             ("dropout", lambda c: f"{c.dropout:g}"),
             ("weight decay", lambda c: f"{c.weight_decay:g}"),
@@ -258,8 +205,8 @@ def _comparison_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _run_section(r: _Run, save: Any, root: Path) -> list[str]:
-    from lab import figures as fg
-    from lab.metrics import weakest_classes
+    from lab.views import figures as fg
+    from lab.views.states import weakest_classes
 
     c, res, rid = r.config, r.result, r.run.id
     heading = f"Level {c.level} ({LEVELS[c.level].title})" if c.level in LEVELS else "Custom run"
@@ -298,7 +245,7 @@ def _run_section(r: _Run, save: Any, root: Path) -> list[str]:
 def _essentials(r: _Run) -> list[str]:
     c, res = r.config, r.result
     timings, speed = res.get("timings") or {}, res.get("throughput") or {}
-    setup = (f"{_model_name(c.model, c.weights, c.dropout)}; {res.get('dataset', c.dataset)} at "
+    setup = (f"{model_name(c.model, c.weights, c.dropout)}; {res.get('dataset', c.dataset)} at "
              f"{c.image_size}×{c.image_size}; {c.epochs} epoch(s), batch {c.batch_size}, "
              f"{c.optimizer} lr {c.lr:g}, weight decay {c.weight_decay:g}, seed {c.seed}")
     outcome = f"test accuracy **{_pct(res['test_acc'])}**"

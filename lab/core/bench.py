@@ -1,6 +1,6 @@
 """`lab bench`: the engine's training speed beside two references, measured in one process.
 
-- engine: the real training step (`train.train_one_epoch`) fed by the on-device loader with the
+- engine: the real training loop (`lab.core.loop.train_epoch`) fed by the on-device loader with the
   level's augmentation, as a run uses it;
 - limit: the same model and optimizer on batches prepared beforehand and already in memory, so
   only forward, backward and the update are timed: no data pipeline can beat it;
@@ -23,18 +23,18 @@ import torch
 from torch import nn
 
 from lab.config import RunConfig
+from lab.core.collectives import Dist
+from lab.core.device import autocast as _autocast
+from lab.core.device import resolve_device, resolve_precision
+from lab.core.evaluate import evaluate
+from lab.core.hooks import Hook, Position
+from lab.core.loop import train_epoch
+from lab.core.models import build_model
+from lab.core.optim import make_optimizer
+from lab.core.parts import Parts
 from lab.data import load_dataset
 from lab.data.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentSpec
 from lab.data.loader import DeviceLoader
-from lab.models import build_model
-from lab.train import (
-    _autocast,
-    evaluate,
-    make_optimizer,
-    resolve_device,
-    resolve_precision,
-    train_one_epoch,
-)
 
 
 def _sync(device: torch.device) -> None:
@@ -71,7 +71,8 @@ def bench(config: RunConfig, data_dir: Path, steps: int = 30, warmup: int = 3,
         "batch_size": config.batch_size, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
-        "channels_last": config.channels_last, "augment": config.augment,
+        "channels_last": config.channels_last, "compile": config.compile,
+        "augment": config.augment,
         "steps": steps, "threads": torch.get_num_threads(), "dataset": data.name,
     }
 
@@ -128,19 +129,27 @@ def _fresh(base: nn.Module, device: torch.device, config: RunConfig) -> nn.Modul
 def _time_engine(model: nn.Module, loader: DeviceLoader, config: RunConfig, loss_fn: nn.Module,
                  dtype: torch.dtype | None, warmup: int, device: torch.device) -> float:
     optimizer = make_optimizer(config, model)
-    seen = {"n": 0, "t0": 0.0}
-
-    def emit(event: dict[str, Any]) -> None:
-        if event.get("event") == "batch" and event["batch"] == warmup:
-            _sync(device)
-            seen["t0"] = time.perf_counter()
-        elif event.get("event") == "batch" and event["batch"] > warmup:
-            seen["n"] += int(event["images"])
-
-    train_one_epoch(model, loader, optimizer, None, None, loss_fn, dtype, 1, 0,
-                    config.replace(log_every=10_000), lambda _event: None, emit, None)
+    parts = Parts(device, dtype, model, optimizer, None, None, loss_fn, log_every=10_000,
+                  net=model, eval_net=model)
+    parts.wrap(config, Dist.single())  # torch.compile when the config asks for it
+    clock = _Clock(warmup, device)
+    train_epoch(parts, loader, Position(), clock)
     _sync(device)
-    return round(seen["n"] / (time.perf_counter() - seen["t0"]), 1)
+    return round(clock.images / (time.perf_counter() - clock.t0), 1)
+
+
+class _Clock(Hook):
+    """Starts timing after the warm-up batches and counts the images after it."""
+
+    def __init__(self, warmup: int, device: torch.device) -> None:
+        self.warmup, self.device, self.t0, self.images = warmup, device, 0.0, 0
+
+    def on_batch(self, epoch: int, batch: int, batches: int, step: int, images: int) -> None:
+        if batch == self.warmup:
+            _sync(self.device)
+            self.t0 = time.perf_counter()
+        elif batch > self.warmup:
+            self.images += images
 
 
 def _step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,

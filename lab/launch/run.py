@@ -10,18 +10,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab import distributed
 from lab.config import RunConfig
+from lab.core import collectives as distributed
 from lab.errors import ConfigError
-from lab.runs import RunDir, new_run
-from lab.train import Emit, fit
+from lab.launch import torchrun
+from lab.launch.session import Emit, train_run
+from lab.runs import RunDir, State, new_run
 
 
 def preflight(config: RunConfig, data_dir: Path) -> None:
     """Fail before a run directory exists when the data or weights are plainly missing."""
+    from lab.core.device import resolve_device
+    from lab.core.models import build_model
     from lab.data import load_dataset
-    from lab.models import build_model
-    from lab.train import resolve_device
 
     device = resolve_device(config.device)
     distributed.check_sync_bn(config, device.type)
@@ -36,11 +37,11 @@ def start_run(config: RunConfig, runs_dir: Path, data_dir: Path, emit: Emit | No
               ) -> tuple[RunDir, dict[str, Any]]:
     """Check what can be checked, create the run directory, train it to the end.
 
-    `should_stop` is polled after every batch (a queued job's cancel check); see `fit`. A
-    config with `nproc` > 1 starts that many processes under torchrun's agent (see
-    `lab.distributed`; `progress` is how rank 0 prints: auto, plain or quiet, and `job` the
-    queued job it answers to). Started by torchrun itself (RANK and WORLD_SIZE set), this
-    process is one rank: rank 0 creates the run and tells the others its id."""
+    `should_stop` is polled after every batch (a queued job's cancel check); see
+    `lab.core.loop.fit`. A config with `nproc` > 1 starts that many processes under torchrun's
+    agent (see `lab.launch.torchrun`; `progress` is how rank 0 prints: auto, plain or quiet,
+    and `job` the queued job it answers to). Started by torchrun itself (RANK and WORLD_SIZE
+    set), this process is one rank: rank 0 creates the run and tells the others its id."""
     ranked = distributed.from_env()
     if ranked is not None and ranked.active:
         return _start_as_rank(config, runs_dir, data_dir, emit, on_created, check, ranked)
@@ -50,10 +51,10 @@ def start_run(config: RunConfig, runs_dir: Path, data_dir: Path, emit: Emit | No
     if on_created is not None:
         on_created(run)
     if config.nproc > 1:
-        return run, distributed.launch(run, data_dir, config.nproc, resume=False,
+        return run, torchrun.launch(run, data_dir, config.nproc, resume=False,
                                        quiet=progress == "quiet", plain=progress == "plain",
                                        job=job)
-    result = fit(config, run, data_dir, emit or (lambda _e: None), should_stop=should_stop)
+    result = train_run(config, run, data_dir, emit or (lambda _e: None), should_stop=should_stop)
     return run, result
 
 
@@ -78,11 +79,11 @@ def _start_as_rank(config: RunConfig, runs_dir: Path, data_dir: Path, emit: Emit
 def _fit_as_rank(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit | None,
                  resume: bool, dist: distributed.Dist) -> dict[str, Any]:
     """One rank of the user's torchrun: signals stop it at an agreed step, as in `launch`."""
-    from lab.stopping import SignalStop
+    from lab.core.stopping import SignalStop
 
     with SignalStop(escalate=False, announce=dist.main) as stop:
         try:
-            return fit(config, run, data_dir, emit or (lambda _e: None), resume=resume,
+            return train_run(config, run, data_dir, emit or (lambda _e: None), resume=resume,
                        should_stop=stop, dist=dist)
         finally:
             distributed.shutdown()
@@ -90,9 +91,9 @@ def _fit_as_rank(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit | No
 
 def _not_resumable(run: RunDir) -> str | None:
     state = run.live_state()
-    if state == "done":
+    if state == State.DONE:
         return f"run {run.id} is already done: nothing to resume"
-    if state == "running":
+    if state == State.RUNNING:
         return f"run {run.id} is still running (pid {run.status().get('pid')})"
     return None
 
@@ -117,7 +118,7 @@ def resume_run(run: RunDir, data_dir: Path, emit: Emit | None = None,
     if problem:
         raise ConfigError(problem)
     if config.nproc > 1:
-        return distributed.launch(run, data_dir, config.nproc, resume=True,
+        return torchrun.launch(run, data_dir, config.nproc, resume=True,
                                   quiet=progress == "quiet", plain=progress == "plain", job=job)
-    return fit(config, run, data_dir, emit or (lambda _e: None), resume=True,
+    return train_run(config, run, data_dir, emit or (lambda _e: None), resume=True,
                should_stop=should_stop)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from lab.errors import BusyError, ConfigError, RunFailed
-from lab.queue import Job, JobQueue, host_name, job_log_path, now_text
+from lab.queue.jobs import Job, JobQueue, host_name, job_log_path, now_text
 
 STOP_GRACE_S = 30.0  # how long a stopping worker waits for its jobs to record their state
 

@@ -1,0 +1,2 @@
+"""Explaining trained models: Grad-CAM maps and PNGs (`gradcam`), one gallery function for the
+end of a run and for `lab gradcam` (`gallery`), and the galleries' index (`index`, no torch)."""

@@ -1,0 +1,211 @@
+"""One run from its config to `result.json`: set up, train with the run's hooks, test, record.
+
+`train_run` is what `lab run`, `lab resume`, a queued job and every rank of a data-parallel job
+call. It owns the run's life cycle (status `running`, then `done`, `failed` or `interrupted`),
+the `start` and `resume` events, the test and the result; the loop itself is `lab.core.loop`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lab.config import RunConfig
+from lab.core import collectives
+from lab.core.collectives import Dist
+from lab.core.device import OOM_ERRORS, is_oom, precision_name, resolve_device, resolve_precision
+from lab.core.evaluate import evaluate, reduced
+from lab.core.hooks import Hooks, Position
+from lab.core.loop import fit
+from lab.core.metrics import classification_summary
+from lab.core.parts import Parts, build_parts
+from lab.core.prepare import Prepared, prepare_data
+from lab.errors import LabError, RunFailed
+from lab.launch.hooks import Checkpointer, EventLog, Gallery, Meter, Progress, StatusFile, restore
+from lab.runs import RunDir, State, atomic_write_json, checkpoint, now_iso
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def _ignore(_event: dict[str, Any]) -> None:
+    return None
+
+
+def train_run(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit = _ignore,
+              resume: bool = False, should_stop: Callable[[], bool] | None = None,
+              dist: Dist | None = None) -> dict[str, Any]:
+    """Train, validate each epoch, test at the end; record everything in `run`.
+
+    Exceptions propagate after the status says what happened: `interrupted` for a stop or
+    Ctrl-C, `failed` with the error for anything else. What goes wrong while a resumed run
+    is set up (a corrupt checkpoint, missing data) leaves its records as they were. With
+    `dist` (one rank of a data-parallel job) only rank 0 writes; every rank calls this."""
+    dist = dist or Dist.single()
+    emit = emit if dist.main else _ignore
+    t_start = time.perf_counter()
+    try:
+        setup = _setup(config, run, data_dir, resume, dist)
+    except BaseException as exc:
+        if not resume and dist.main:  # a new run: its records exist to say what happened
+            _record_end(run, exc)
+        raise
+    try:
+        return _train(setup, config, run, emit, should_stop, t_start, dist)
+    except BaseException as exc:
+        if dist.main:
+            _record_end(run, exc)
+        raise
+
+
+def _record_end(run: RunDir, exc: BaseException) -> None:
+    """Best effort: when the disk is full the status cannot be written either, and the run
+    then reads as interrupted (its process is gone), which `lab resume` handles the same way."""
+    if isinstance(exc, KeyboardInterrupt):
+        fields = {"state": State.INTERRUPTED, "error": "interrupted"}
+    else:
+        fields = {"state": State.FAILED, "error": str(exc) if isinstance(exc, LabError)
+                  else f"{type(exc).__name__}: {exc}"}
+    with contextlib.suppress(OSError):
+        run.update_status(**fields, finished=now_iso())
+
+
+@dataclass
+class _Setup:
+    parts: Parts
+    data: Prepared
+    position: Position
+    resumed: checkpoint.Loaded | None
+
+
+def _setup(config: RunConfig, run: RunDir, data_dir: Path, resume: bool, dist: Dist) -> _Setup:
+    """Everything that can fail on bad input, before anything is written."""
+    if dist.active:
+        device = torch.device(collectives.init(dist, config.device))
+        collectives.check_sync_bn(config, device.type)
+    else:
+        device = resolve_device(config.device)
+    autocast_dtype = resolve_precision(config.precision, device)
+    resumed = checkpoint.load_latest(run) if resume else None
+    torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.set_device(device)
+    data = prepare_data(config, data_dir, device, dist)
+    parts = build_parts(config, len(data.data.classes), len(data.train), device, autocast_dtype,
+                        dist)
+    position = restore(parts, resumed, dist) if resumed is not None else Position()
+    return _Setup(parts, data, position, resumed)
+
+
+def _train(s: _Setup, config: RunConfig, run: RunDir, emit: Emit,
+           should_stop: Callable[[], bool] | None, t_start: float, dist: Dist) -> dict[str, Any]:
+    parts, data, position = s.parts, s.data, s.position
+    if dist.main:
+        run.update_status(state=State.RUNNING, pid=os.getpid(), host=platform.node(),
+                          started=now_iso(), device=str(parts.device), error=None,
+                          **({"world_size": dist.world} if dist.active else {}))
+    parts.wrap(config, dist)
+    meter, gallery = Meter(data.train_images), Gallery(run, config, parts, data, emit)
+    main_only = dist.main or None
+    hooks = Hooks(main_only and EventLog(run), main_only and Progress(emit), meter,
+                  Checkpointer(run, parts, config, dist), main_only and StatusFile(run),
+                  main_only and gallery)
+    _opening_event(s, config, run, hooks, emit, dist)
+    with _out_of_memory_hint(config, parts.device, position):
+        fit(parts, data, position, config.epochs, hooks, should_stop, dist)
+        t_test = time.perf_counter()
+        tta = config.tta_flip and data.data.manifest.get("mirror_safe", True)
+        test = reduced(evaluate(parts.eval_net, data.test, parts.autocast_dtype,
+                                want_predictions=True, tta_flip=tta), data.test, dist)
+        eval_seconds = time.perf_counter() - t_test
+    hooks.on_event({"event": "test", "epoch": config.epochs, "step": position.step,
+                    "test_loss": test["loss"], "test_acc": test["acc"]}, sync=True)
+    result = _result(config, run, data, parts, test, position, dist, timings={
+        "train_seconds": round(meter.seconds, 3), "eval_seconds": round(eval_seconds, 3),
+        "total_seconds": round(time.perf_counter() - t_start, 3)},
+        throughput={"train_images_per_s": meter.images_per_s,
+                    "eval_images_per_s": round(len(data.test_labels) / max(eval_seconds, 1e-9),
+                                               1)})
+    if not dist.main:
+        return result
+    atomic_write_json(run.result_path, result)
+    hooks.on_test(test)  # the gallery
+    run.update_status(state=State.DONE, epoch=config.epochs, step=position.step,
+                      finished=now_iso(), gradcam_error=gallery.error)
+    emit({"event": "done", "result": result})
+    return result
+
+
+def _opening_event(s: _Setup, config: RunConfig, run: RunDir, hooks: Hooks, emit: Emit,
+                   dist: Dist) -> None:
+    """`resume` (and a cut of the events the checkpoint does not cover), or `start`."""
+    position = s.position
+    if s.resumed is not None:
+        if dist.main:
+            run.keep_events_through(position.epoch, position.step if position.mid_epoch else None)
+        event = {"event": "resume", "epoch": position.epoch, "step": position.step,
+                 "time": now_iso()}
+        if position.mid_epoch:
+            event["batch"] = position.batch
+        if s.resumed.skipped:
+            event["fallback"] = s.resumed.skipped
+            emit({"event": "warning", "message": f"{s.resumed.skipped}; resuming from "
+                  f"{s.resumed.path.name} (epoch {position.epoch})"})
+        hooks.on_event(event, sync=True)
+        return
+    if run.metrics_path.exists() and dist.main:
+        run.keep_events_through(-1)  # resumed with no checkpoint: start over, start included
+    hooks.on_event({
+        "event": "start", "epoch": 0, "step": 0, "time": now_iso(), "device": str(s.parts.device),
+        "precision": precision_name(s.parts.autocast_dtype), "epochs": config.epochs,
+        "steps_per_epoch": len(s.data.train), "classes": s.data.data.classes,
+        "split": split_info(s.data), "notes": s.data.notes}, sync=True)
+
+
+@contextlib.contextmanager
+def _out_of_memory_hint(config: RunConfig, device: torch.device,
+                        position: Position) -> Iterator[None]:
+    """Out of memory, anywhere in training or testing, as one line with a batch size to try."""
+    try:
+        yield
+    except OOM_ERRORS as exc:
+        if isinstance(exc, RuntimeError) and not is_oom(exc):
+            raise
+        smaller = max(1, config.batch_size // 2)
+        raise RunFailed(f"out of memory on {device} at batch size {config.batch_size} "
+                        f"(epoch {min(position.epoch + 1, config.epochs)}, step {position.step})",
+                        hint=f"try --batch-size {smaller}" if smaller < config.batch_size
+                        else "use a smaller --image-size or model") from None
+
+
+def _result(config: RunConfig, run: RunDir, data: Prepared, parts: Parts, test: dict[str, Any],
+            position: Position, dist: Dist, timings: dict[str, Any],
+            throughput: dict[str, Any]) -> dict[str, Any]:
+    classes = data.data.classes
+    summary = classification_summary(data.test_labels, test["predictions"], classes)
+    return {
+        "run_id": run.id, "level": config.level, "model": config.model,
+        "dataset": data.data.name, "classes": classes,
+        "test_acc": test["acc"], "test_loss": test["loss"], "best_val_acc": position.best_val_acc,
+        **{k: summary[k] for k in ("per_class", "macro", "confusion", "most_confused")},
+        "epochs": config.epochs, "split": split_info(data), "notes": data.notes,
+        "augmentation": data.augmentation, "timings": timings, "throughput": throughput,
+        "device": str(parts.device), "precision": precision_name(parts.autocast_dtype),
+        "torch": torch.__version__, "finished": now_iso(),
+        **({"world_size": dist.world, "sync_bn": config.sync_bn} if dist.active else {}),
+    }
+
+
+def split_info(data: Prepared) -> dict[str, Any]:
+    return {"train": int(len(data.split.train)), "val": int(len(data.split.val)),
+            "test": int(len(data.test_labels)),
+            "test_source": "official" if data.data.test_x is not None else "split",
+            "fingerprint": data.split.fingerprint()}

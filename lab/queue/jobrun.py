@@ -1,0 +1,143 @@
+"""The body of a job process (`python -m lab.entry.jobrun JOB --attempt N`), one per job.
+
+A fresh interpreter per job, so `CUDA_VISIBLE_DEVICES` (set by the worker) is in place before
+torch starts, and an out-of-memory error, a segfault or a leak ends this process, not the
+worker. It trains through the engine like `lab run` (first attempt) or `lab resume` (a job that
+already has a run: an earlier attempt was interrupted, or `lab retry` kept its run), prints
+progress lines to its log (`runs/jobs/<id>.log`), and records the outcome in the queue itself.
+
+It stops cleanly, between batches, when the job is cancelled (the queue is read at most every
+0.5 s), when its worker disappears (its parent pid changes: a worker killed with -9 leaves no
+job running unsupervised), or on SIGTERM/SIGINT; it writes a checkpoint of where it stopped,
+mid-epoch included, and the run is then `cancelled` or `interrupted` (a signal while a cancel
+is pending is that cancel: `lab cancel` of a Slurm job records the cancel, then scancel sends
+SIGTERM).
+
+`--slurm` is the same process started by a Slurm batch script (`lab.queue.slurm`): there is no
+worker, so it claims the job itself (worker `slurm:<SLURM_JOB_ID>`, its own pid) and has no
+parent to watch; Slurm ends it on scancel, a time limit or a node failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from lab.core.stopping import SignalStop
+from lab.errors import LabError, NotFoundError
+from lab.queue.jobs import Job, JobQueue
+from lab.runs import RunDir, validate_run_ref
+
+CANCEL_POLL_S = 0.5
+SLURM_LEASE_S = 0.0  # no heartbeat under Slurm: Slurm, not a lease, says whether it lives
+
+
+class StopCheck:
+    """The `should_stop` callback given to `fit`; remembers why it said stop."""
+
+    def __init__(self, queue: JobQueue, job_id: int, parent: int | None,
+                 interval: float = CANCEL_POLL_S, signals: SignalStop | None = None) -> None:
+        self.queue, self.job_id, self.parent, self.interval = queue, job_id, parent, interval
+        self.signals = signals
+        self.reason: str | None = None
+        self._next = 0.0
+
+    def __call__(self) -> bool:
+        if self.signals is not None and self.signals():
+            self.reason = "cancel" if self.queue.cancel_requested(self.job_id) \
+                else f"stopped by {self.signals.signal}"
+            return True
+        if self.parent is not None and os.getppid() != self.parent:
+            self.reason = "its worker died"
+            return True
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.interval
+        if self.queue.cancel_requested(self.job_id):
+            self.reason = "cancel"
+            return True
+        return False
+
+
+def run_job(queue: JobQueue, job: Job, runs_dir: Path, data_dir: Path,
+            signals: SignalStop | None = None, slurm_id: str | None = None) -> str:
+    """Train `job` to its end and record the outcome; returns the job's final state. With a
+    `slurm_id` nobody supervises it but Slurm (no parent to watch)."""
+    from lab.launch.run import resume_run, start_run
+    from lab.views.progress import ProgressPrinter
+
+    attempt = job.attempts
+    stop = StopCheck(queue, job.id, parent=None if slurm_id else os.getppid(), signals=signals)
+    run: RunDir | None = None
+
+    def created(new: RunDir) -> None:
+        nonlocal run
+        run = new
+        queue.set_run(job.id, attempt, new.id)
+        new.update_status(job=job.id, **({"slurm_job": slurm_id} if slurm_id else {}))
+
+    try:
+        config = job.run_config()
+        with ProgressPrinter(None, f"job {job.id} {config.label}", rich_bar=False) as progress:
+            if job.run_id:
+                run = RunDir(Path(runs_dir) / validate_run_ref(job.run_id))
+                if not run.config_path.exists():
+                    raise NotFoundError(f"run {job.run_id} of job {job.id} no longer exists",
+                                        hint=f"`lab retry {job.id} --fresh` starts a new run")
+                if run.live_state() != "done":  # done: it finished just before a crash
+                    print(f"job {job.id}: attempt {attempt} resumes run {run.id}", flush=True)
+                    resume_run(run, data_dir, emit=progress, should_stop=stop,
+                               progress="plain", job=job.id)
+            else:
+                start_run(config, runs_dir, data_dir, emit=progress, on_created=created,
+                          should_stop=stop, progress="plain", job=job.id)
+    except KeyboardInterrupt:
+        if stop.reason is None and queue.cancel_requested(job.id):
+            stop.reason = "cancel"  # a data-parallel job: its rank 0 saw the cancel
+        if stop.reason == "cancel":
+            if run is not None:
+                run.update_status(state="cancelled", error="cancelled (lab cancel)")
+            queue.finish(job.id, attempt, "cancelled")
+            return "cancelled"
+        reason = stop.reason or "stopped by a signal"
+        queue.finish(job.id, attempt, "interrupted", error=f"interrupted: {reason}")
+        return "interrupted"
+    except LabError as exc:
+        print(f"job {job.id} failed: {exc}", file=sys.stderr, flush=True)
+        queue.finish(job.id, attempt, "failed", error=str(exc))
+        return "failed"
+    except Exception as exc:  # noqa: BLE001 - any failure of the run is the job's outcome
+        traceback.print_exc()
+        queue.finish(job.id, attempt, "failed", error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    queue.finish(job.id, attempt, "done")
+    return "done"
+
+
+def claim_for_slurm(queue: JobQueue, job_id: int) -> tuple[Job | None, int]:
+    """Claim `job_id` for this Slurm job; (None, exit code) when it is not ours to run: it
+    was cancelled before it started (exit 0: nothing failed), or another Slurm job owns it."""
+    slurm_id = os.environ.get("SLURM_JOB_ID") or "?"
+    job = queue.get(job_id)
+    if job.backend != "slurm" or job.slurm_id not in (None, slurm_id):
+        print(f"job {job_id}: not ours to run (backend {job.backend}, Slurm job "
+              f"{job.slurm_id}, we are {slurm_id})", file=sys.stderr, flush=True)
+        return None, 1
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or "cpu"
+    claimed = queue.claim(f"slurm:{slurm_id}", os.getpid(), gpu, SLURM_LEASE_S,
+                          job_id=job_id, backend="slurm")
+    if claimed is None:
+        job = queue.get(job_id)
+        print(f"job {job_id}: {job.state}, nothing to run", file=sys.stderr, flush=True)
+        return None, 0 if job.state == "cancelled" else 1
+    if claimed.slurm_id is None and slurm_id != "?":  # started before sbatch's id was stored
+        queue.set_slurm_id(job_id, slurm_id)
+        claimed = queue.get(job_id)
+    resumed = f", resuming run {claimed.run_id}" if claimed.run_id else ""
+    print(f"job {job_id}: attempt {claimed.attempts} on {gpu}{resumed}", flush=True)
+    return claimed, 0
+

@@ -1,0 +1,37 @@
+"""The run records: one directory per run (`store`), their vocabulary (`schema`), and verified
+checkpoints (`checkpoint`, the one part that needs torch, so it is not imported here)."""
+
+from lab.runs.schema import (
+    CLAIMABLE,
+    JOB_FINISHED,
+    JOB_STATES,
+    RUN_FINISHED,
+    RUN_STATES,
+    State,
+    check_event,
+)
+from lab.runs.store import (
+    RUN_ID_RE,
+    RunDir,
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    default_runs_dir,
+    list_runs,
+    new_run,
+    now_iso,
+    pid_alive,
+    read_json,
+    read_jsonl,
+    read_jsonl_counted,
+    resolve_run,
+    summarize,
+    validate_run_ref,
+)
+
+__all__ = [
+    "CLAIMABLE", "JOB_FINISHED", "JOB_STATES", "RUN_FINISHED", "RUN_STATES", "RUN_ID_RE", "RunDir",
+    "State", "append_jsonl", "atomic_write_bytes", "atomic_write_json", "check_event",
+    "default_runs_dir", "list_runs", "new_run", "now_iso", "pid_alive", "read_json", "read_jsonl",
+    "read_jsonl_counted", "resolve_run", "summarize", "validate_run_ref",
+]

@@ -1,0 +1,66 @@
+"""The study's comparison: which runs stand for each level and how they compare with Level 1.
+
+Clients render these rows; they never recompute them, so the CLI table, the console's compare
+screen and the Markdown report always agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lab.levels import LEVELS
+from lab.runs import RunDir, list_runs, resolve_run
+
+
+def latest_finished_by_level(runs_dir: Path) -> list[RunDir]:
+    """The newest finished run of each level, in level order."""
+    chosen: dict[int, RunDir] = {}
+    for run in list_runs(runs_dir):  # newest first
+        try:
+            config = run.config()
+        except Exception:  # noqa: BLE001 - a corrupt run is skipped here, shown by `lab runs`
+            continue
+        if config.level and config.level not in chosen and run.result_path.exists():
+            chosen[config.level] = run
+    return [chosen[k] for k in sorted(chosen)]
+
+
+def comparison(runs_dir: Path, refs: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per run: level, model, augmentation, test accuracy and change against Level 1."""
+    runs = [resolve_run(runs_dir, r) for r in refs] if refs else latest_finished_by_level(runs_dir)
+    rows = []
+    for run in runs:
+        config, result = run.config(), run.result() or {}
+        level = LEVELS.get(config.level or 0)
+        rows.append({
+            "run_id": run.id,
+            "level": config.level,
+            "model": model_name(config.model, config.weights, config.dropout),
+            "dataset": result.get("dataset", config.dataset),
+            "image_size": config.image_size,
+            "epochs": config.epochs,
+            "augmentation": result.get("augmentation", config.augmentation_summary()),
+            "weight_decay": config.weight_decay,
+            "test_acc": result.get("test_acc"),
+            "seed_acc": level.seed_accuracy / 100 if level else None,
+            "state": run.live_state(),
+        })
+    base = next((r["test_acc"] for r in rows if r["level"] == 1 and r["test_acc"] is not None),
+                None)
+    for row in rows:
+        row["delta_vs_l1"] = (row["test_acc"] - base
+                              if base is not None and row["test_acc"] is not None else None)
+    return rows
+
+
+def model_name(model: str, weights: str, dropout: float) -> str:
+    if model == "cnn":
+        name = "custom CNN"
+    else:
+        source = {"imagenet": "ImageNet", "none": "scratch"}.get(weights, "file")
+        name = f"ResNet18 {source}"
+    return name + (f", dropout {dropout:g}" if dropout else "")
+
+
+# ---- the Markdown report -------------------------------------------------------------------

@@ -28,7 +28,7 @@ def show(
     runs_path: RunsDirOpt = None,
 ) -> None:
     """A run in full: config, curves, per-class table, confusion matrix, most-confused pairs."""
-    from lab.cli import render
+    import lab.cli.render as render
     from lab.runs import resolve_run
     from lab.views.charts import epoch_chart
     from lab.views.states import weakest_classes

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from lab.data import cifar, folder, store
+import lab.data.cifar as cifar
+import lab.data.folder as folder
+import lab.data.store as store
 from lab.data.digits import load_digits_dataset
 from lab.data.store import Dataset
 from lab.errors import ConfigError, DataError, NotFoundError

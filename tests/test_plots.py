@@ -253,7 +253,8 @@ def test_series_color_differs_for_a_small_set_of_names() -> None:
 
 @pytest.mark.parametrize("seed", ["0", "12345"])
 def test_series_color_is_stable_across_processes(seed: str) -> None:
-    code = "from lab.plots import series_color as c; print(c('Level 1'), c('Level 2'), c('x y'))"
+    code = ("from lab.views.charts import series_color as c; "
+            "print(c('Level 1'), c('Level 2'), c('x y'))")
     env = {**os.environ, "PYTHONHASHSEED": seed}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env

@@ -132,7 +132,7 @@ def test_a_worker_starts_a_job_only_when_all_its_gpus_are_free(
     common = [*ARGS, "--epochs", "1", "--set", "gradcam=0", "--device", "auto"]
     (wide,) = submit(runs, *common, "--nproc", "2", "--priority", "9")
     narrow = [submit(runs, *common)[0] for _ in range(2)]
-    script = ("import sys; from lab.worker import Worker, Slot; "
+    script = ("import sys; from lab.queue.worker import Worker, Slot; "
               "Worker(sys.argv[1], sys.argv[2], [Slot('0', ''), Slot('1', '')], poll=0.1, "
               "exit_when_idle=True).run()")
     proc = subprocess.run([sys.executable, "-c", script, str(runs), str(lab_dirs["data"])],

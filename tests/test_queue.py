@@ -262,8 +262,8 @@ def test_gpu_slots() -> None:
 
 def test_submitting_never_imports_torch() -> None:
     """`lab submit` and `lab queue` stay quick: a check and a transaction, no torch."""
-    code = ("import sys, lab.queue, lab.jobs, lab.cli.jobs, lab.cli.worker, lab.cli.watch; "
-            "print('torch' in sys.modules)")
+    code = ("import sys, lab.queue, lab.queue.actions, lab.cli.jobs, lab.cli.worker, "
+            "lab.cli.watch; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

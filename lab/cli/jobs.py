@@ -45,6 +45,7 @@ from lab.cli.run import (
     SetOpt,
     WeightsOpt,
 )
+from lab.runs import State
 from lab.views.states import look
 
 JobArg = Annotated[str, typer.Argument(metavar="JOB", help="Job id (as `lab queue` shows it).")]
@@ -135,7 +136,7 @@ def submit(
                       f"{c['image_size']}px, {c['epochs']} epochs, priority {j.priority}")
     if idle and not quiet:
         err.print("no worker is running: start one with `lab worker --detach`")
-    failed = [j for j in jobs if j.backend == "slurm" and j.state == "failed"]
+    failed = [j for j in jobs if j.backend == "slurm" and j.state == State.FAILED]
     if failed:
         raise RunFailed(f"job {failed[0].id}: {failed[0].error}"
                         + (f" ({len(failed)} jobs failed)" if len(failed) > 1 else ""))
@@ -218,7 +219,7 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         state = r["display_state"]
         note = r["run_id"] or ""
-        if r["error"] and state in ("failed", "interrupted", "cancelled"):
+        if r["error"] and state in (State.FAILED, State.INTERRUPTED, State.CANCELLED):
             note = f"{note}: {r['error']}" if note else r["error"]
         cells = [str(r["id"]), str(r["level"] or "–"),
                  Text(state, style=look(state).style), str(r["priority"]),
@@ -253,10 +254,10 @@ def cancel(
             job = refresh(queue, [queue.get(job_id)], runs_dir(runs))[0][0]
     if json_out:
         print_json(job.to_dict())
-    elif job.state == "cancelled":
+    elif job.state == State.CANCELLED:
         kept = f"; run {job.run_id} kept" if job.run_id else ""
         out.print(f"job {job.id} cancelled{kept}")
-    elif job.state == "running":
+    elif job.state == State.RUNNING:
         out.print(f"job {job.id} is cancelling: it stops at its next batch and its run "
                   f"{job.run_id or '(not created yet)'} is kept")
     else:
@@ -280,7 +281,7 @@ def retry(
     with _open(runs, job_id) as queue:
         job = retry_job(queue, job_id, fresh=fresh)
         idle = job.backend == "local" and not any(w.alive for w in queue.workers())
-    if job.state == "failed":  # sbatch refused it
+    if job.state == State.FAILED:  # sbatch refused it
         raise RunFailed(f"job {job.id}: {job.error}")
     if json_out:
         print_json(job.to_dict())

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.cli.common import pct
+from lab.runs import State
 from lab.views.states import look
 
 
@@ -83,7 +84,7 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
         table.add_column(name, justify="right", no_wrap=True)
     for r in rows:
         state = r["state"]
-        note = f" ({r['error']})" if r.get("error") and state in ("failed", "corrupt") else ""
+        note = f" ({r['error']})" if r.get("error") and state in (State.FAILED, "corrupt") else ""
         table.add_row(r["run_id"], str(r.get("level") or "–"), r.get("model") or "?",
                       r.get("dataset") or "?", Text(state + note, style=look(state).style),
                       f"{r.get('epoch', 0)}/{r.get('epochs') or '?'}", pct(r.get("val_acc")),

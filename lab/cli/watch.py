@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.cli.common import RunsDirOpt, color_enabled, err, out, runs_dir
+from lab.runs import State
 
 SLURM_EVERY_S = 5.0  # a Slurm job's state is asked of squeue this often while watching
 
@@ -33,7 +34,7 @@ class Target:
     job_id: int | None = None
     run_id: str | None = None
     header: str = ""
-    state: str = "queued"
+    state: str = State.QUEUED
     error: str | None = None
     finished: bool = False
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -43,7 +44,7 @@ class Target:
     def refresh(self, queue: Any) -> None:
         from lab.queue import FINISHED
         from lab.runs import FINISHED as RUN_FINISHED
-        from lab.runs import RunDir
+        from lab.runs import RunDir, State
 
         if self.job_id is not None:
             job = queue.get(self.job_id)
@@ -56,7 +57,7 @@ class Target:
             self.run_id = job.run_id
             self.state, self.error = job.display_state, job.error
             self.finished = job.state in FINISHED
-            where = f" on {job.gpu}" if job.gpu and job.state == "running" else ""
+            where = f" on {job.gpu}" if job.gpu and job.state == State.RUNNING else ""
             self.header = (f"job {job.id} · {job.label} · {self.state}{where} · attempt "
                            f"{job.attempts}" + (f" · run {job.run_id}" if job.run_id else ""))
         if self.run_id is None:
@@ -164,7 +165,7 @@ def _finish(target: Target) -> None:
 
     tests = [e for e in target.events if e.get("event") == "test"]
     name = f"job {target.job_id}" if target.job_id is not None else f"run {target.run_id}"
-    if target.state == "done":
+    if target.state == State.DONE:
         acc = f": test accuracy {100 * tests[-1]['test_acc']:.2f}%" if tests else ""
         out.print(f"{name} done{acc} (details: lab show {target.run_id})")
         return
@@ -216,12 +217,12 @@ def _view(target: Target) -> Group:
     parts: list[Any] = [Text(target.header, style="bold"), bar]
     if target.run_id is None:
         waiting = ("waiting for a worker (`lab worker --detach` starts one)"
-                   if target.state in ("queued", "interrupted") else "starting")
+                   if target.state in (State.QUEUED, State.INTERRUPTED) else "starting")
         parts.append(Text(waiting, style="dim"))
     else:
         chart = _chart(target.events, color=color_enabled(), width=width)
         parts.append(Text.from_ansi(chart) if color_enabled() else Text(chart))
-    if target.error and target.state not in ("running", "done"):
+    if target.error and target.state not in (State.RUNNING, State.DONE):
         parts.append(Text(target.error, style="red"))
     return Group(*parts)
 

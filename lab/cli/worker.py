@@ -23,6 +23,7 @@ from lab.cli.common import (
     print_json,
     runs_dir,
 )
+from lab.runs import State
 
 app = typer.Typer(
     help="Workers run queued jobs, one per GPU, each in its own process.",
@@ -93,7 +94,7 @@ def status(json_out: JsonOpt = False, runs: RunsDirOpt = None) -> None:
     rows = []
     if queue is not None:
         with queue:
-            jobs = queue.jobs(("running",))
+            jobs = queue.jobs((State.RUNNING,))
             rows = [worker_summary(w, jobs) for w in queue.workers()]
     if json_out:
         print_json(rows)

@@ -13,6 +13,7 @@ from pathlib import Path
 from lab.core.stopping import SignalStop
 from lab.queue.jobrun import claim_for_slurm, run_job
 from lab.queue.jobs import JobQueue
+from lab.runs import State
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,13 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             job = queue.get(args.job)
             # Only the attempt our worker claimed: a leftover from an earlier one must not run.
-            if job.state != "running" or job.attempts != args.attempt or \
+            if job.state != State.RUNNING or job.attempts != args.attempt or \
                     job.pid != os.getppid():
                 print(f"job {job.id}: attempt {args.attempt} is not ours to run "
                       f"(state {job.state}, attempt {job.attempts})", file=sys.stderr)
                 return 1
             state = run_job(queue, job, args.runs_dir, args.data_dir, signals)
-    return {"done": 0, "cancelled": 0, "interrupted": 130}.get(state, 1)
+    return {State.DONE: 0, State.CANCELLED: 0, State.INTERRUPTED: 130}.get(state, 1)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from lab.errors import ConfigError, NotFoundError
 from lab.queue import slurm
 from lab.queue.jobs import CLAIMABLE, Job, JobQueue, WorkerRow, host_name
 from lab.queue.slurm import SlurmState
-from lab.runs import RunDir, pid_alive, validate_run_ref
+from lab.runs import RunDir, State, pid_alive, validate_run_ref
 
 
 def refresh(queue: JobQueue, jobs: list[Job],
@@ -51,9 +51,9 @@ def retry_job(queue: JobQueue, job_id: int, fresh: bool = False) -> Job:
 def display_order(jobs: list[Job], recent: int | None = 10) -> list[Job]:
     """Running jobs, then waiting ones in the order workers will take them, then finished ones
     newest first (only the `recent` latest of those; None for all)."""
-    running = [j for j in jobs if j.state == "running"]
+    running = [j for j in jobs if j.state == State.RUNNING]
     waiting = [j for j in jobs if j.state in CLAIMABLE]  # `jobs` comes in claim order
-    done = sorted((j for j in jobs if j.state not in ("running", *CLAIMABLE)),
+    done = sorted((j for j in jobs if j.state not in (State.RUNNING, *CLAIMABLE)),
                   key=lambda j: (j.finished or j.created, j.id), reverse=True)
     return running + waiting + (done if recent is None else done[:recent])
 
@@ -67,9 +67,9 @@ def job_summary(job: Job, runs_dir: Path, seen: SlurmState | None = None) -> dic
                dataset=config.get("dataset"), epochs=config.get("epochs"), epoch=0,
                val_acc=None, test_acc=None, run_state=None,
                slurm_state=seen.state if seen else None)
-    if (job.backend == "local" and job.state == "running" and job.host == host_name()
+    if (job.backend == "local" and job.state == State.RUNNING and job.host == host_name()
             and not pid_alive(job.pid) and not pid_alive(job.child_pid)):  # until requeued
-        row.update(display_state="interrupted", error="its worker died; a worker resumes it")
+        row.update(display_state=State.INTERRUPTED, error="its worker died; a worker resumes it")
     if job.run_id:
         try:
             run = RunDir(Path(runs_dir) / validate_run_ref(job.run_id))
@@ -94,7 +94,7 @@ def worker_summary(worker: WorkerRow, jobs: list[Job]) -> dict[str, Any]:
         state = "unresponsive"
     else:
         state = ("running", "stopping", "stopping now")[min(worker.stop, 2)]
-    mine = [j for j in jobs if j.worker == worker.id and j.state == "running"]
+    mine = [j for j in jobs if j.worker == worker.id and j.state == State.RUNNING]
     return {**worker.to_dict(), "state": state,
             "heartbeat_age_s": round(time.time() - worker.heartbeat, 1),
             "jobs": [{"id": j.id, "gpu": j.gpu, "label": j.label, "run_id": j.run_id}

@@ -29,7 +29,7 @@ from pathlib import Path
 from lab.core.stopping import SignalStop
 from lab.errors import LabError, NotFoundError
 from lab.queue.jobs import Job, JobQueue
-from lab.runs import RunDir, validate_run_ref
+from lab.runs import RunDir, State, validate_run_ref
 
 CANCEL_POLL_S = 0.5
 SLURM_LEASE_S = 0.0  # no heartbeat under Slurm: Slurm, not a lease, says whether it lives
@@ -88,7 +88,7 @@ def run_job(queue: JobQueue, job: Job, runs_dir: Path, data_dir: Path,
                 if not run.config_path.exists():
                     raise NotFoundError(f"run {job.run_id} of job {job.id} no longer exists",
                                         hint=f"`lab retry {job.id} --fresh` starts a new run")
-                if run.live_state() != "done":  # done: it finished just before a crash
+                if run.live_state() != State.DONE:  # done: it finished just before a crash
                     print(f"job {job.id}: attempt {attempt} resumes run {run.id}", flush=True)
                     resume_run(run, data_dir, emit=progress, should_stop=stop,
                                progress="plain", job=job.id)
@@ -100,22 +100,22 @@ def run_job(queue: JobQueue, job: Job, runs_dir: Path, data_dir: Path,
             stop.reason = "cancel"  # a data-parallel job: its rank 0 saw the cancel
         if stop.reason == "cancel":
             if run is not None:
-                run.update_status(state="cancelled", error="cancelled (lab cancel)")
-            queue.finish(job.id, attempt, "cancelled")
-            return "cancelled"
+                run.update_status(state=State.CANCELLED, error="cancelled (lab cancel)")
+            queue.finish(job.id, attempt, State.CANCELLED)
+            return State.CANCELLED
         reason = stop.reason or "stopped by a signal"
-        queue.finish(job.id, attempt, "interrupted", error=f"interrupted: {reason}")
-        return "interrupted"
+        queue.finish(job.id, attempt, State.INTERRUPTED, error=f"interrupted: {reason}")
+        return State.INTERRUPTED
     except LabError as exc:
         print(f"job {job.id} failed: {exc}", file=sys.stderr, flush=True)
-        queue.finish(job.id, attempt, "failed", error=str(exc))
-        return "failed"
+        queue.finish(job.id, attempt, State.FAILED, error=str(exc))
+        return State.FAILED
     except Exception as exc:  # noqa: BLE001 - any failure of the run is the job's outcome
         traceback.print_exc()
-        queue.finish(job.id, attempt, "failed", error=f"{type(exc).__name__}: {exc}")
-        return "failed"
-    queue.finish(job.id, attempt, "done")
-    return "done"
+        queue.finish(job.id, attempt, State.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return State.FAILED
+    queue.finish(job.id, attempt, State.DONE)
+    return State.DONE
 
 
 def claim_for_slurm(queue: JobQueue, job_id: int) -> tuple[Job | None, int]:
@@ -133,7 +133,7 @@ def claim_for_slurm(queue: JobQueue, job_id: int) -> tuple[Job | None, int]:
     if claimed is None:
         job = queue.get(job_id)
         print(f"job {job_id}: {job.state}, nothing to run", file=sys.stderr, flush=True)
-        return None, 0 if job.state == "cancelled" else 1
+        return None, 0 if job.state == State.CANCELLED else 1
     if claimed.slurm_id is None and slurm_id != "?":  # started before sbatch's id was stored
         queue.set_slurm_id(job_id, slurm_id)
         claimed = queue.get(job_id)

@@ -34,7 +34,7 @@ from lab.config import RunConfig
 from lab.errors import ConfigError, NotFoundError
 from lab.queue.db import QueueDB
 from lab.runs import CLAIMABLE as CLAIMABLE  # re-exported: the queue's vocabulary
-from lab.runs import JOB_FINISHED, pid_alive
+from lab.runs import JOB_FINISHED, State, pid_alive
 
 FINISHED = JOB_FINISHED
 MAX_PRIORITY = 1_000_000
@@ -122,7 +122,7 @@ class Job:
 
     @property
     def display_state(self) -> str:
-        return "cancelling" if self.state == "running" and self.cancel_requested else self.state
+        return "cancelling" if self.state == State.RUNNING and self.cancel_requested else self.state
 
     @property
     def slots(self) -> int:
@@ -257,7 +257,7 @@ class JobQueue(QueueDB):
 
     def finish(self, job_id: int, attempt: int, state: str, error: str | None = None) -> bool:
         """Record how an attempt ended; False when the attempt no longer owns the job."""
-        if state not in ("done", "failed", "cancelled", "interrupted"):
+        if state not in (State.DONE, State.FAILED, State.CANCELLED, State.INTERRUPTED):
             raise ValueError(state)
         return self._update_attempt(job_id, attempt, "state = ?, error = ?, finished = ?",
                                     (state, error, time.time()))
@@ -271,7 +271,7 @@ class JobQueue(QueueDB):
         """Record an outcome seen from outside the job's process (Slurm's view of it), only
         while the job is still as `job` was read: a newer attempt or an outcome the job
         recorded itself meanwhile is never overwritten."""
-        if state not in ("done", "failed", "cancelled", "interrupted"):
+        if state not in (State.DONE, State.FAILED, State.CANCELLED, State.INTERRUPTED):
             raise ValueError(state)
         with self._write() as db:
             cur = db.execute(
@@ -292,7 +292,7 @@ class JobQueue(QueueDB):
             job = self._job(db, job_id)
             if job.state in FINISHED:
                 raise ConfigError(f"job {job_id} is already {job.state}: nothing to cancel")
-            if job.state == "running" and not self._orphaned(job, time.time()):
+            if job.state == State.RUNNING and not self._orphaned(job, time.time()):
                 db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
             else:
                 db.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, "
@@ -305,10 +305,11 @@ class JobQueue(QueueDB):
         its old Slurm id here; `lab.slurm.sbatch_job` submits it again."""
         with self._write() as db:
             job = self._job(db, job_id)
-            allowed = ("failed", "cancelled", "interrupted") + (("done",) if fresh else ())
+            allowed = (State.FAILED, State.CANCELLED, State.INTERRUPTED) + \
+                ((State.DONE,) if fresh else ())
             if job.state not in allowed:
                 hint = "`lab retry --fresh` runs it again from scratch" \
-                    if job.state == "done" else None
+                    if job.state == State.DONE else None
                 raise ConfigError(f"job {job_id} is {job.state}: nothing to retry", hint=hint)
             db.execute(
                 "UPDATE jobs SET state = 'queued', cancel_requested = 0, slurm_id = NULL, "
@@ -317,7 +318,7 @@ class JobQueue(QueueDB):
             return self._job(db, job_id)
 
     def _orphaned(self, job: Job, now: float) -> bool:
-        return (job.state == "running" and (job.lease_until or 0) < now
+        return (job.state == State.RUNNING and (job.lease_until or 0) < now
                 and job.host == host_name()
                 and not pid_alive(job.pid) and not pid_alive(job.child_pid))
 
@@ -346,7 +347,7 @@ class JobQueue(QueueDB):
                 for job in map(Job.from_row, rows):
                     if not self._orphaned(job, now):
                         continue
-                    state = "cancelled" if job.cancel_requested else "interrupted"
+                    state = State.CANCELLED if job.cancel_requested else State.INTERRUPTED
                     db.execute("UPDATE jobs SET state = ?, finished = ?, error = ? WHERE id = ?",
                                (state, now, f"its worker (pid {job.pid}) died", job.id))
                     requeued.append(self._job(db, job.id))

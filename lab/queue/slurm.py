@@ -31,18 +31,18 @@ from typing import Any
 from lab.config import RunConfig
 from lab.errors import ConfigError, NotFoundError, RunFailed
 from lab.queue.jobs import FINISHED, Job, JobQueue, job_log_path
-from lab.runs import RunDir, atomic_write_bytes, validate_run_ref
+from lab.runs import RunDir, State, atomic_write_bytes, validate_run_ref
 
 # Slurm's job states (squeue %T, sacct State) as lab job states. Anything else is left alone.
 SLURM_STATES = {
     **dict.fromkeys(("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-                     "RESV_DEL_HOLD"), "queued"),
+                     "RESV_DEL_HOLD"), State.QUEUED),
     **dict.fromkeys(("RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING",
-                     "STAGE_OUT", "RESIZING"), "running"),
-    "COMPLETED": "done",
-    "CANCELLED": "cancelled",
+                     "STAGE_OUT", "RESIZING"), State.RUNNING),
+    "COMPLETED": State.DONE,
+    "CANCELLED": State.CANCELLED,
     **dict.fromkeys(("FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
-                     "PREEMPTED", "DEADLINE", "REVOKED", "SPECIAL_EXIT"), "failed"),
+                     "PREEMPTED", "DEADLINE", "REVOKED", "SPECIAL_EXIT"), State.FAILED),
 }
 COMMAND_TIMEOUT_S = 20.0
 RECENT_S = 3600.0  # finished jobs younger than this are still looked up (squeue's MinJobAge)
@@ -199,7 +199,7 @@ def sbatch_job(queue: JobQueue, job: Job, runs_dir: Path) -> Job:
         queue.set_slurm_id(job.id, parse_sbatch_output(done.stdout))
     except (ConfigError, NotFoundError, RunFailed, OSError, ValueError,
             subprocess.TimeoutExpired) as exc:
-        queue.settle(queue.get(job.id), "failed", error=str(exc))
+        queue.settle(queue.get(job.id), State.FAILED, error=str(exc))
     return queue.get(job.id)
 
 
@@ -335,25 +335,25 @@ def settled_state(job: Job, seen: SlurmState | None,
         if recorded in FINISHED:
             return recorded, job.error
         if job.cancel_requested:
-            return "cancelled", None
-        return "failed", (f"Slurm no longer knows job {job.slurm_id} and its run recorded no "
+            return State.CANCELLED, None
+        return State.FAILED, (f"Slurm no longer knows job {job.slurm_id} and its run recorded no "
                           f"outcome; see `lab logs {job.id}`")
     lab_state = seen.lab_state
-    if lab_state is None or lab_state == "running":
+    if lab_state is None or lab_state == State.RUNNING:
         return None
-    if lab_state == "queued":  # requeued by Slurm: its next start claims the job again
-        return ("interrupted", f"Slurm requeued job {job.slurm_id}") \
-            if job.state == "running" else None
-    if job.cancel_requested or lab_state == "cancelled":
-        return "cancelled", None
-    if lab_state == "done":
+    if lab_state == State.QUEUED:  # requeued by Slurm: its next start claims the job again
+        return (State.INTERRUPTED, f"Slurm requeued job {job.slurm_id}") \
+            if job.state == State.RUNNING else None
+    if job.cancel_requested or lab_state == State.CANCELLED:
+        return State.CANCELLED, None
+    if lab_state == State.DONE:
         recorded = _run_state(job, runs_dir)
         if recorded in FINISHED:
             return recorded, job.error
-        return "failed", (f"Slurm job {job.slurm_id} completed but the job recorded no "
+        return State.FAILED, (f"Slurm job {job.slurm_id} completed but the job recorded no "
                           f"outcome; see `lab logs {job.id}`")
     why = f"{seen.state} ({seen.reason})" if seen.reason else seen.state
-    return "failed", f"Slurm ended job {job.slurm_id}: {why}; see `lab logs {job.id}`"
+    return State.FAILED, f"Slurm ended job {job.slurm_id}: {why}; see `lab logs {job.id}`"
 
 
 def display_state(job: Job, seen: SlurmState | None) -> str:
@@ -361,12 +361,12 @@ def display_state(job: Job, seen: SlurmState | None) -> str:
     (a job Slurm has started is `running` even before its process claims it)."""
     if job.backend != "slurm" or job.state in FINISHED or seen is None:
         return job.display_state
-    if seen.lab_state == "queued":
-        return "queued"
-    if seen.lab_state == "running":
+    if seen.lab_state == State.QUEUED:
+        return State.QUEUED
+    if seen.lab_state == State.RUNNING:
         if job.cancel_requested:
             return "cancelling"
-        return "interrupted" if job.state == "interrupted" else "running"
+        return State.INTERRUPTED if job.state == State.INTERRUPTED else State.RUNNING
     return job.display_state
 
 

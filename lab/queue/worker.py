@@ -33,6 +33,7 @@ from typing import IO, Any
 
 from lab.errors import BusyError, ConfigError, RunFailed
 from lab.queue.jobs import Job, JobQueue, host_name, job_log_path, now_text
+from lab.runs import State
 
 STOP_GRACE_S = 30.0  # how long a stopping worker waits for its jobs to record their state
 
@@ -205,7 +206,7 @@ class Worker:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         except OSError as exc:  # out of processes or memory: this job fails, the worker goes on
             log.close()
-            self.queue.finish(job.id, job.attempts, "failed",
+            self.queue.finish(job.id, job.attempts, State.FAILED,
                               error=f"could not start the job process: {exc}")
             self.say(f"job {job.id} failed: could not start the job process: {exc}")
             return
@@ -222,13 +223,13 @@ class Worker:
                 continue
             r.log.close()
             del self.running[name]
-            if self.queue.get(r.job.id).state == "running":
+            if self.queue.get(r.job.id).state == State.RUNNING:
                 # The job process ended without recording an outcome: it crashed or was killed.
                 how = (f"killed by signal {signal.Signals(-code).name}" if code < 0
                        else f"exited with code {code}")
                 if code == -signal.SIGKILL:
                     how += " (out of memory?)"
-                state = "interrupted" if interrupted else "failed"
+                state = State.INTERRUPTED if interrupted else State.FAILED
                 self.queue.finish(r.job.id, r.job.attempts, state,
                                   error=f"job process {how}; see `lab logs {r.job.id}`")
             job = self.queue.get(r.job.id)

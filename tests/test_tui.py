@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from lab.queue import JobQueue
 from lab.runs import RunDir, atomic_write_json
 from tests.tui_runs import aio, copy_runs, make_real_runs, plain
 from tui.app import LabApp, make_app
+from tui.model import RowSource
 from tui.screens.compare import CompareScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
@@ -316,37 +316,45 @@ async def test_gradcam_key_makes_a_gallery_in_a_worker(runs: Path, real: dict[st
         assert any("wrong" in n for n in names), names
 
 
-STARTUP = """
-import asyncio, os, sys, time
-t0 = float(os.environ["T0"])
-import lab.cli  # what `lab tui` imports before the app
-from tui.app import make_app
-
-async def main():
-    app = make_app(sys.argv[1], sys.argv[2])
-    async with app.run_test(size=(120, 40)) as pilot:
-        table = app.query_one("RunTable")
-        while app.ready_rows is None or table.row_count < int(sys.argv[3]):
-            await pilot.pause(0.01)
-        print(f"{time.time() - t0:.3f}", flush=True)
-
-asyncio.run(main())
-"""
-
-
-def test_ready_in_under_two_seconds_with_200_runs(runs: Path, real: dict[str, Any]) -> None:
-    """From a fresh interpreter to a filled list, imports included, on 200 copies of a run."""
+@aio
+async def test_the_list_fills_from_a_worker_while_the_ui_answers(
+        runs: Path, real: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """200 runs are read by a thread worker: while that read is held the screen is up, shows an
+    empty list and takes keys; once it is let go, the 200 rows arrive. (The start-up time is a
+    figure to watch, not a test: `python -m tui.bench --runs 200` prints it.)"""
     src = runs / real["l3"]
     for i in range(200 - len(list(runs.iterdir()))):
         shutil.copytree(src, runs / f"20250101-{i:06d}-l3-{i:04x}",
                         ignore=shutil.ignore_patterns("gradcam", "checkpoint.pt"))
     assert len(list(runs.iterdir())) == 200
-    timings = []
-    for _ in range(2):  # the second start is the one users see (files in the page cache)
-        env = {**os.environ, "T0": repr(time.time())}
-        done = subprocess.run([sys.executable, "-c", STARTUP, str(runs), str(real["data"]),
-                               "200"], capture_output=True, text=True, env=env, timeout=120)
-        assert done.returncode == 0, done.stderr[-2000:]
-        timings.append(float(done.stdout.split()[-1]))
-    print(f"start-up with 200 runs: {timings} s")
-    assert min(timings) < 2.0, timings
+    entered, release = threading.Event(), threading.Event()
+    load = RowSource.load
+    loaders: set[threading.Thread] = set()
+
+    def held_load(self: RowSource) -> Any:
+        loaders.add(threading.current_thread())
+        entered.set()
+        assert release.wait(60), "the test never let the load go"
+        return load(self)
+
+    monkeypatch.setattr(RowSource, "load", held_load)
+    app = app_for(runs, real)
+    async with app.run_test(size=(120, 40)) as pilot:
+        try:
+            await until(pilot, entered.is_set)
+            main = main_screen(app)
+            run_list = app.query_one(RunList)
+            assert app.screen is main and app.ready_rows is None
+            assert run_list.table.row_count == 0 and not run_list.shown
+            assert "Jobs & runs · newest · 0" in shown(run_list.query_one("#list-title"))
+            await pilot.press("s")  # keys are handled while the read is held
+            assert run_list.sort == "state"
+            await pilot.press("t")
+            assert app.theme == "textual-light"
+            assert app.ready_rows is None and run_list.table.row_count == 0
+        finally:
+            release.set()
+        await until(pilot, lambda: app.ready_rows is not None
+                    and run_list.table.row_count == 200)
+        assert app.ready_rows == 200 and len(run_list.shown) == 200
+    assert loaders and threading.main_thread() not in loaders  # read off the UI thread

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 
 from tui.device import DeviceProbe, DeviceStat
+from tui.messages import ListReady
 from tui.screens.help import HelpScreen, binding_rows
 from tui.screens.main import MainScreen
 from tui.widgets.run_list import RunTable
@@ -31,13 +31,6 @@ class LabApp(App[None]):
         Binding("question_mark,f1", "help", "help", key_display="?", tooltip="this help"),
         Binding("q", "quit", "quit", tooltip="quit the console (jobs and workers go on)"),
     ]
-
-    class Ready(Message):
-        """The list has been read once: the console is usable."""
-
-        def __init__(self, rows: int) -> None:
-            super().__init__()
-            self.rows = rows
 
     def __init__(self, runs_dir: Path, data_dir: Path, *,
                  clock: Callable[[], float] = time.time,
@@ -61,9 +54,11 @@ class LabApp(App[None]):
         return f"{shown}/"
 
     def get_default_screen(self) -> Screen:
-        return MainScreen()
+        return MainScreen(self.runs_dir, self.data_dir, runs_label=self.runs_label,
+                          device_probe=self.device_probe, clock=self.clock,
+                          refresh_s=self.refresh_s, poll_s=self.poll_s)
 
-    def on_lab_app_ready(self, message: Ready) -> None:
+    def on_list_ready(self, message: ListReady) -> None:
         self.ready_rows = message.rows
 
     def action_help(self) -> None:

@@ -14,11 +14,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Static
 
 from lab.views.charts import bar_chart
+from tui.messages import ComparisonLoaded
 from tui.model import read_events
 from tui.widgets.curves import OverlayView, chart_text
 from tui.widgets.keybar import KeyBar
@@ -62,12 +62,6 @@ class CompareScreen(Screen):
         Binding("r", "reload", "reload"),
     ]
 
-    class Loaded(Message):
-        def __init__(self, rows: list[dict[str, Any]], epochs: dict[str, list[dict]],
-                     error: str | None) -> None:
-            super().__init__()
-            self.rows, self.epochs, self.error = rows, epochs, error
-
     def __init__(self, runs_dir: Path, refs: list[str] | None = None) -> None:
         super().__init__()
         self.runs_dir, self.refs = Path(runs_dir), refs
@@ -97,14 +91,14 @@ class CompareScreen(Screen):
         try:
             rows = comparison(self.runs_dir, self.refs)
         except Exception as exc:  # noqa: BLE001 - one line on the screen, not a crash
-            self.post_message(self.Loaded([], {}, str(exc)))
+            self.post_message(ComparisonLoaded([], {}, str(exc)))
             return
         epochs = {run_label(r): [e for e in read_events(self.runs_dir / r["run_id"] /
                                                         "metrics.jsonl")[0]
                                  if e.get("event") == "epoch"] for r in rows}
-        self.post_message(self.Loaded(rows, epochs, None))
+        self.post_message(ComparisonLoaded(rows, epochs, None))
 
-    def on_compare_screen_loaded(self, message: Loaded) -> None:
+    def on_comparison_loaded(self, message: ComparisonLoaded) -> None:
         self.rows = message.rows
         table = self.query_one("#compare-table", Static)
         if message.error:

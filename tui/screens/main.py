@@ -9,8 +9,9 @@ handlers here hand the results to widgets. Timers drive the refresh: the list ev
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -22,7 +23,16 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui.detail import RunDetail, load_detail
 from tui.device import DeviceStat
-from tui.model import Row, RowSource, Snapshot, read_events, run_stamp
+from tui.messages import (
+    ActionDone,
+    DetailLoaded,
+    DevicesSampled,
+    ListReady,
+    OverlayLoaded,
+    ReadProblem,
+    RowsLoaded,
+)
+from tui.model import Row, RowSource, read_events, run_stamp
 from tui.screens.compare import CompareScreen
 from tui.screens.gradcam_dialog import GalleryRequest, GradcamDialog
 from tui.screens.new_job import ConfirmScreen, JobRequest, NewJobScreen
@@ -30,9 +40,6 @@ from tui.widgets.keybar import KeyBar
 from tui.widgets.run_list import RunList
 from tui.widgets.run_tabs import TABS, RunTabs
 from tui.widgets.topbar import DevicePanel, TopBar
-
-if TYPE_CHECKING:
-    from tui.app import LabApp
 
 
 class MainScreen(Screen):
@@ -60,67 +67,37 @@ class MainScreen(Screen):
           for i, (pane, title) in enumerate(TABS, start=1)],
     ]
 
-    # ---- messages from workers -------------------------------------------------------------
-    class RowsLoaded(Message):
-        def __init__(self, snapshot: Snapshot) -> None:
-            super().__init__()
-            self.snapshot = snapshot
-
-    class DetailLoaded(Message):
-        def __init__(self, detail: RunDetail) -> None:
-            super().__init__()
-            self.detail = detail
-
-    class OverlayLoaded(Message):
-        def __init__(self, series: dict[str, list[dict]]) -> None:
-            super().__init__()
-            self.series = series
-
-    class DevicesSampled(Message):
-        def __init__(self, stats: list[DeviceStat]) -> None:
-            super().__init__()
-            self.stats = stats
-
-    class Problem(Message):
-        """A background read failed as a whole (not one run: those show on their row)."""
-
-        def __init__(self, text: str) -> None:
-            super().__init__()
-            self.text = text
-
-    class Done(Message):
-        """A queue action, a worker start or a gallery finished: say so, then refresh."""
-
-        def __init__(self, text: str, ok: bool = True, offer_worker: bool = False) -> None:
-            super().__init__()
-            self.text, self.ok, self.offer_worker = text, ok, offer_worker
-
-    def __init__(self) -> None:
+    def __init__(self, runs_dir: Path, data_dir: Path, *, runs_label: str,
+                 device_probe: Callable[[], list[DeviceStat]],
+                 source: RowSource | None = None, clock: Callable[[], float] = time.time,
+                 refresh_s: float = 2.0, poll_s: float = 0.5) -> None:
+        """Everything the screen reads comes in here (the app passes it down); what it has to
+        tell the app goes up as a message (`ListReady`)."""
         super().__init__()
+        self.runs_dir, self.data_dir = Path(runs_dir), Path(data_dir)
+        self.runs_label = runs_label
+        self.device_probe = device_probe
+        self.clock = clock
+        self.refresh_s, self.poll_s = refresh_s, poll_s
         self.row: Row | None = None
         self.detail: RunDetail | None = None
         self.loaded_once = False
         self._rate_obs: dict[str, tuple[float, int]] = {}  # run id -> first (time, step) seen
-        self._source: RowSource | None = None
+        self._source = source if source is not None else RowSource(self.runs_dir)
         self._busy: dict[str, Worker] = {}  # the latest rows / detail worker
 
-    @property
-    def lab(self) -> LabApp:
-        return self.app  # type: ignore[return-value]
-
     def compose(self) -> ComposeResult:
-        yield TopBar(self.lab.runs_label, id="topbar")
+        yield TopBar(self.runs_label, id="topbar")
         with Horizontal(id="body"):
-            yield RunList(clock=self.lab.clock, id="runs")
+            yield RunList(clock=self.clock, id="runs")
             yield RunTabs(id="run-tabs")
         yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
-        self._source = RowSource(self.lab.runs_dir)
         self.query_one("#table").focus()
         self.refresh_rows()
-        self.set_interval(self.lab.refresh_s, self.refresh_rows)
-        self.set_interval(self.lab.poll_s, self.poll_selected)
+        self.set_interval(self.refresh_s, self.refresh_rows)
+        self.set_interval(self.poll_s, self.poll_selected)
         self.sample_devices()
         self.set_interval(2.0, self.sample_devices)
 
@@ -138,7 +115,7 @@ class MainScreen(Screen):
         worker = self._busy.get(name)
         return worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
 
-    def on_main_screen_problem(self, message: Problem) -> None:
+    def on_read_problem(self, message: ReadProblem) -> None:
         self.notify(message.text, severity="error", timeout=10)
 
     # ---- the list --------------------------------------------------------------------------
@@ -148,16 +125,15 @@ class MainScreen(Screen):
 
     @work(thread=True, exclusive=True, group="rows", exit_on_error=False)
     def _read_rows(self) -> None:
-        assert self._source is not None
         try:
             snapshot = self._source.load()
         except Exception as exc:  # noqa: BLE001 - say so; the next refresh tries again
-            self.post_message(self.Problem(f"cannot read {self.lab.runs_dir}: {exc}"))
+            self.post_message(ReadProblem(f"cannot read {self.runs_dir}: {exc}"))
             return
         if not get_current_worker().is_cancelled:
-            self.post_message(self.RowsLoaded(snapshot))
+            self.post_message(RowsLoaded(snapshot))
 
-    def on_main_screen_rows_loaded(self, message: RowsLoaded) -> None:
+    def on_rows_loaded(self, message: RowsLoaded) -> None:
         snap = message.snapshot
         self.run_list.rows = snap.rows
         topbar = self.query_one(TopBar)
@@ -167,7 +143,7 @@ class MainScreen(Screen):
             self.load_overlay(self.run_list.marked_rows())
         if not self.loaded_once:
             self.loaded_once = True
-            self.lab.post_message(self.lab.Ready(len(snap.rows)))
+            self.post_message(ListReady(len(snap.rows)))
 
     @on(RunList.Highlighted)
     def _highlighted(self, message: RunList.Highlighted) -> None:
@@ -192,12 +168,12 @@ class MainScreen(Screen):
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def _read_detail(self, row: Row) -> None:
         try:
-            detail = load_detail(self.lab.runs_dir, row)
+            detail = load_detail(self.runs_dir, row)
         except Exception as exc:  # noqa: BLE001 - load_detail collects per-file errors itself
-            self.post_message(self.Problem(f"cannot read {row.name}: {exc}"))
+            self.post_message(ReadProblem(f"cannot read {row.name}: {exc}"))
             return
         if not get_current_worker().is_cancelled:
-            self.post_message(self.DetailLoaded(detail))
+            self.post_message(DetailLoaded(detail))
 
     def poll_selected(self) -> None:
         """Cheap: a stat of the selected run's files; a change reloads its detail."""
@@ -205,11 +181,11 @@ class MainScreen(Screen):
         if row is None or row.run_id is None or detail is None or detail.key != row.key \
                 or self._in_flight("detail"):
             return
-        job_log = self.lab.runs_dir / "jobs" / f"{row.job_id}.log" if row.job_id else None
-        if run_stamp(self.lab.runs_dir / row.run_id, job_log) != detail.stamp:
+        job_log = self.runs_dir / "jobs" / f"{row.job_id}.log" if row.job_id else None
+        if run_stamp(self.runs_dir / row.run_id, job_log) != detail.stamp:
             self.load_detail(row)
 
-    def on_main_screen_detail_loaded(self, message: DetailLoaded) -> None:
+    def on_detail_loaded(self, message: DetailLoaded) -> None:
         detail = message.detail
         if self.row is None or detail.key != self.row.key:
             return  # the cursor moved on meanwhile
@@ -236,24 +212,24 @@ class MainScreen(Screen):
         series = {}
         for row in rows:
             if row.run_id is not None:
-                events, _ = read_events(self.lab.runs_dir / row.run_id / "metrics.jsonl")
+                events, _ = read_events(self.runs_dir / row.run_id / "metrics.jsonl")
                 series[row.label] = [e for e in events if e.get("event") == "epoch"]
             else:
                 series[row.label] = []
         if not get_current_worker().is_cancelled:
-            self.post_message(self.OverlayLoaded(series))
+            self.post_message(OverlayLoaded(series))
 
-    def on_main_screen_overlay_loaded(self, message: OverlayLoaded) -> None:
+    def on_overlay_loaded(self, message: OverlayLoaded) -> None:
         self.tabs.overlay.series = message.series
 
     # ---- devices ---------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="devices", exit_on_error=False)
     def sample_devices(self) -> None:
-        stats = self.lab.device_probe()
+        stats = self.device_probe()
         if not get_current_worker().is_cancelled:
-            self.post_message(self.DevicesSampled(stats))
+            self.post_message(DevicesSampled(stats))
 
-    def on_main_screen_devices_sampled(self, message: DevicesSampled) -> None:
+    def on_devices_sampled(self, message: DevicesSampled) -> None:
         self.query_one(DevicePanel).stats = message.stats
 
     # ---- actions ---------------------------------------------------------------------------
@@ -271,7 +247,7 @@ class MainScreen(Screen):
 
     def action_compare(self) -> None:
         refs = [r.run_id for r in self.run_list.marked_rows() if r.run_id]
-        self.app.push_screen(CompareScreen(self.lab.runs_dir, refs or None))
+        self.app.push_screen(CompareScreen(self.runs_dir, refs or None))
 
     def action_new_job(self) -> None:
         level = self.row.level if self.row and self.row.level else 1
@@ -283,11 +259,11 @@ class MainScreen(Screen):
 
     @work(thread=True, group="queue", exit_on_error=False)
     def submit_job(self, request: JobRequest) -> None:
-        from tui import jobs
+        import tui.jobs as jobs
 
         def call() -> Message:
-            job_id, alive = jobs.submit(self.lab.runs_dir, request.config, request.priority)
-            return self.Done(f"job {job_id} queued: {request.config.label} on "
+            job_id, alive = jobs.submit(self.runs_dir, request.config, request.priority)
+            return ActionDone(f"job {job_id} queued: {request.config.label} on "
                              f"{request.config.dataset}", offer_worker=not alive)
 
         self._report(call)
@@ -312,9 +288,9 @@ class MainScreen(Screen):
 
     @work(thread=True, group="queue", exit_on_error=False)
     def _queue_call(self, verb: str, job_id: Any) -> None:
-        from tui import jobs
+        import tui.jobs as jobs
 
-        self._report(lambda: self.Done(getattr(jobs, verb)(self.lab.runs_dir, job_id)))
+        self._report(lambda: ActionDone(getattr(jobs, verb)(self.runs_dir, job_id)))
 
     def action_start_worker(self) -> None:
         alive = self.query_one(TopBar).worker_rows
@@ -329,19 +305,19 @@ class MainScreen(Screen):
 
     @work(thread=True, exclusive=True, group="worker-start", exit_on_error=False)
     def start_worker(self) -> None:
-        from tui import jobs
+        import tui.jobs as jobs
 
-        self._report(lambda: self.Done(jobs.start_worker(self.lab.runs_dir, self.lab.data_dir)))
+        self._report(lambda: ActionDone(jobs.start_worker(self.runs_dir, self.data_dir)))
 
     def _report(self, call: Any) -> None:
         """Run a blocking call (in a worker thread) and post its outcome as one line."""
         try:
             message = call()
         except Exception as exc:  # noqa: BLE001 - every failure is a line, never a crash
-            message = self.Done(str(exc), ok=False)
+            message = ActionDone(str(exc), ok=False)
         self.post_message(message)
 
-    def on_main_screen_done(self, message: Done) -> None:
+    def on_action_done(self, message: ActionDone) -> None:
         self.notify(message.text, severity="information" if message.ok else "error",
                     timeout=6 if message.ok else 10)
         self.query_one(RunTabs).gradcam.busy = ""
@@ -377,9 +353,9 @@ class MainScreen(Screen):
             from lab.explain.gallery import explain_run
             from lab.runs import RunDir
 
-            run = RunDir(Path(self.lab.runs_dir) / run_id)
-            gallery = explain_run(run, self.lab.data_dir, n=request.n, method=request.method,
+            run = RunDir(Path(self.runs_dir) / run_id)
+            gallery = explain_run(run, self.data_dir, n=request.n, method=request.method,
                                   wrong_only=request.wrong_only)
-            return self.Done(f"gallery {gallery['name']}: {len(gallery['items'])} images")
+            return ActionDone(f"gallery {gallery['name']}: {len(gallery['items'])} images")
 
         self._report(call)

@@ -504,6 +504,7 @@ def test_digits_is_cifar_shaped_without_a_test_split(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.cifar
 def test_real_cifar10_jpeg_copy_imports(tmp_path: Path) -> None:
     if not REAL_CIFAR_JPEG.is_file():
         pytest.skip(f"{REAL_CIFAR_JPEG} is not here")

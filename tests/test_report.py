@@ -318,7 +318,7 @@ def test_gallery_that_points_outside_is_not_copied(study: dict, tmp_path: Path) 
 
 
 def test_a_real_end_of_run_gallery(lab_dirs: dict) -> None:
-    """The gallery lab.gradcam writes after a run (not a hand-made one) lands in the report."""
+    """The gallery lab.explain writes after a run (not a hand-made one) lands in the report."""
     config = level_config(3).replace(**{**TINY, "gradcam": 1}, epochs=1,
                                      cnn_channels=(8, 16, 16, 32), cnn_hidden=32)
     with one_thread():

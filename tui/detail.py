@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.runs import RunDir, read_json
+from lab.views.states import weakest_classes
 from tui.model import Row, read_events, run_stamp
 
 LOG_TAIL_LINES = 300
@@ -82,11 +83,9 @@ def load_detail(runs_dir: Path, row: Row) -> RunDetail:
 
 
 def weakest(per_class: list[dict[str, Any]], n: int = 3) -> list[str]:
-    """`lab.metrics.weakest_classes` (imported here, in a worker thread: it pulls in
-    scikit-learn), less any class as good as the best one: a perfect class is never "weak"."""
+    """`lab.views.states.weakest_classes`, less any class as good as the best one: a perfect
+    class is never "weak"."""
     try:
-        from lab.views.states import weakest_classes
-
         best = max(float(r["f1"]) for r in per_class)
         f1 = {r["class"]: float(r["f1"]) for r in per_class}
         return [c for c in weakest_classes(per_class, n) if f1[c] < best]
@@ -97,7 +96,7 @@ def weakest(per_class: list[dict[str, Any]], n: int = 3) -> list[str]:
 def read_galleries(gradcam_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Galleries with their items and absolute PNG paths (only files the index names).
 
-    Read here rather than through `lab.gradcam`, which imports torch at module level."""
+    Read here rather than through `lab.explain.gradcam`, which imports torch at module level."""
     errors: list[str] = []
     try:
         index = read_json(gradcam_dir / "index.json") or {}

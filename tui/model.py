@@ -199,7 +199,7 @@ def _created_from_id(run_id: str) -> float | None:
 
 def read_queue(runs_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
     """Jobs and live workers from `runs/lab.db`; a missing database is an empty queue. Slurm
-    jobs show Slurm's view (`lab.jobs.refresh`: one squeue call, only if there are any)."""
+    jobs show Slurm's view (`lab.queue.actions.refresh`: one squeue call, only if there are any)."""
     try:
         from lab.queue import JobQueue
         from lab.queue.actions import refresh

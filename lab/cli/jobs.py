@@ -2,8 +2,8 @@
 
 None of these import torch: submitting is a config check and one database transaction, so a
 script can queue many jobs quickly. Readers never create the database (`lab queue` in a fresh
-directory prints an empty queue and writes nothing). `--slurm` jobs go through `lab.slurm`;
-listings show Slurm's view of them (`lab.jobs.refresh`).
+directory prints an empty queue and writes nothing). `--slurm` jobs go through `lab.queue.slurm`;
+listings show Slurm's view of them (`lab.queue.actions.refresh`).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ _SCHEMA = (
 # Each entry takes the schema from its index + 1 to the next version, in the same transaction
 # as the version bump; a new file runs them all after `_SCHEMA`.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # 1 -> 2: Slurm jobs (lab.slurm); local workers claim only backend 'local'
+    (  # 1 -> 2: Slurm jobs (lab.queue.slurm); local workers claim only backend 'local'
         "ALTER TABLE jobs ADD COLUMN backend TEXT NOT NULL DEFAULT 'local' "
         "CHECK (backend IN ('local', 'slurm'))",
         "ALTER TABLE jobs ADD COLUMN slurm_id TEXT",

@@ -302,7 +302,7 @@ class JobQueue(QueueDB):
     def retry(self, job_id: int, fresh: bool = False) -> Job:
         """Queue a failed, cancelled or interrupted job again. It resumes its run from the last
         checkpoint unless `fresh` (which also allows re-running a done job). A Slurm job loses
-        its old Slurm id here; `lab.slurm.sbatch_job` submits it again."""
+        its old Slurm id here; `lab.queue.slurm.sbatch_job` submits it again."""
         with self._write() as db:
             job = self._job(db, job_id)
             allowed = (State.FAILED, State.CANCELLED, State.INTERRUPTED) + \
@@ -334,7 +334,7 @@ class JobQueue(QueueDB):
         """Running jobs whose lease expired and whose worker and job process are both gone from
         this host become `interrupted` (claimable; they resume from their checkpoint), or
         `cancelled` when a cancel was pending. Dead workers' rows are dropped. Slurm jobs are
-        left to Slurm (`lab.slurm.reconcile`)."""
+        left to Slurm (`lab.queue.slurm.reconcile`)."""
         now = time.time()
         stale = self._db.execute("SELECT 1 FROM jobs WHERE state = 'running' AND "
                                  "backend = 'local' AND lease_until < ? LIMIT 1",

@@ -1,6 +1,6 @@
 """The compare screen: the study's comparison table, the change against Level 1, a bar chart of
 test accuracy and the validation curves overlaid, for the marked runs or the latest finished
-run of each level. The rows come from `lab.report.comparison`, as in `lab compare`."""
+run of each level. The rows come from `lab.views.compare.comparison`, as in `lab compare`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Charts: a run's curves with its progress, and the overlay of several runs' validation accuracy.
 
-The charts are plotext text from `lab.plots` (the CLI draws the same ones), sized to the widget
-and redrawn when it is resized or the data changes.
+The charts are plotext text from `lab.views.charts` (the CLI draws the same ones), sized to the
+widget and redrawn when it is resized or the data changes.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ class Mode:
         return ["--epochs", "1" if self.dry else str(n)]
 
     def batch(self, n: int) -> str:  # bf16 trains at ~15 img/s on a busy 2-core CPU
-        return str(n // 16 if self.dry else n)
+        return str(n // 32 if self.dry else n)
 
 
 BENCH = [  # (batch, precision, channels_last, compile, references), most telling first
@@ -194,6 +194,11 @@ GROUP_CAPS = {"bench": (150.0, 600.0)}  # (real, dry) seconds for all bench step
 
 
 # ---- running commands -------------------------------------------------------------------------
+def short(argv: list[str], n: int = 12) -> str:
+    """A command line for the log and the JSON: a `python -c` script is shown as <script>."""
+    return shlex.join("<script>" if "\n" in a or len(a) > 120 else a for a in argv[:n])
+
+
 @dataclass
 class Cmd:
     argv: list[str]
@@ -216,7 +221,7 @@ class Proc:
     def __init__(self, check: Check, argv: list[str], log_stdout: bool = True) -> None:
         self.check, self.argv, self.log_stdout = check, argv, log_stdout
         self.t0 = time.monotonic()
-        check.log(f"$ {shlex.join(argv)}")
+        check.log(f"$ {short(argv, 40)}")
         self.popen = subprocess.Popen(argv, cwd=REPO, env=check.env, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       start_new_session=True)
@@ -258,7 +263,7 @@ class Proc:
             self.popen.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True
-            self.check.log(f"!! time limit reached: killing {shlex.join(self.argv[:6])} ...")
+            self.check.log(f"!! time limit reached: killing {short(self.argv, 6)} ...")
             self.kill()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)  # leftovers of a finished command
@@ -349,7 +354,6 @@ class Check:
         self.sampler = sampler or Sampler(None)
         self.env = self._env()
         self.group_used: dict[str, float] = {}
-        self.current: str | None = None
         self.results: dict[str, Any] = {
             "schema": 1, "mode": "dry-run" if dry else "real",
             "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
@@ -403,10 +407,10 @@ class Check:
     def sh(self, argv: list[str], deadline: float, ok: bool = True) -> Cmd:
         """Run a command to its end or the deadline; `ok` raises unless it exits 0."""
         if deadline - time.monotonic() < 0.5:
-            raise StepTimeout(f"no time left for {shlex.join(argv[:6])}")
+            raise StepTimeout(f"no time left for {short(argv, 6)}")
         cmd = self.start(argv).wait(deadline)
         if cmd.timed_out:
-            raise StepTimeout(f"killed after {cmd.seconds:.0f} s: {shlex.join(argv[:8])}")
+            raise StepTimeout(f"killed after {cmd.seconds:.0f} s (its limit): {short(argv, 8)}")
         if ok and cmd.rc != 0:
             raise StepFailed(f"exit {cmd.rc}: {cmd.error() or '(it printed nothing)'}")
         return cmd
@@ -418,6 +422,7 @@ class Check:
     def kill_children(self) -> None:
         for proc in list(self.children):
             proc.kill()
+            self.children.discard(proc)
 
     # -- steps ------------------------------------------------------------------------------------
     def run(self, steps: list[Step]) -> dict[str, Any]:
@@ -466,7 +471,6 @@ class Check:
                  f"{self.remaining():.0f} s of the budget left)")
         self.save()
         self.sampler.reset()
-        self.current = step.name
         fig: dict[str, Any] = {}
         t0 = time.monotonic()
         deadline = t0 + limit
@@ -479,16 +483,15 @@ class Check:
             status, fig["error"] = "timeout", str(exc)
         except StepFailed as exc:
             status, fig["error"] = "failed", str(exc)
-        except Interrupted:
+        except Interrupted as exc:
             self.kill_children()
-            rec.update(fig, status="interrupted", seconds=round(time.monotonic() - t0, 1),
-                       **self.sampler.peak())
+            rec.update(fig, status="interrupted", note=f"{exc} reached the driver",
+                       seconds=round(time.monotonic() - t0, 1), **self.sampler.peak())
+            self.results["interrupted"] = f"{exc} during {step.name}"
             self.save()
             raise
         except Exception as exc:  # noqa: BLE001 - a bug of this driver must not stop the others
             status, fig["error"] = "failed", f"driver: {type(exc).__name__}: {exc}"
-        finally:
-            self.current = None
         seconds = round(time.monotonic() - t0, 1)
         if step.group:
             self.group_used[step.group] = self.group_used.get(step.group, 0.0) + seconds
@@ -836,7 +839,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ck.run(steps)
     except Interrupted as exc:
-        ck.results["interrupted"] = f"{exc} during {ck.current or 'no step'}"
+        ck.results.setdefault("interrupted", f"{exc} between steps")
         ck.save()
         ck.log(f"!! interrupted ({exc}); results so far are in {JSON_NAME}")
         return 143

@@ -173,3 +173,19 @@ def test_scratch_is_emptied_only_when_it_is_ours(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         gc.prepare_scratch(other)
     assert (other / "precious").exists()
+
+
+def test_a_signal_mid_step_is_recorded(tmp_path: Path) -> None:
+    def handler(ck, step, fig):
+        ck.start([PY, "-c", "import time; time.sleep(30)"])
+        raise gc.Interrupted("SIGTERM")  # what the driver's signal handler raises
+
+    ck = _check(tmp_path)
+    with pytest.raises(gc.Interrupted):
+        ck.run([gc.Step("busy", "busy", handler, 10.0, 0.0), _nap("later", 0.0, min_s=0.0)])
+    assert not ck.children  # its command was killed
+    ck.close()
+    saved = _saved(ck)
+    assert saved["interrupted"] == "SIGTERM during busy" and saved["finished"] is False
+    assert saved["steps"]["busy"]["status"] == "interrupted"
+    assert saved["steps"]["later"]["status"] == "pending"

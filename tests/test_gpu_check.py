@@ -83,7 +83,7 @@ def _fake(argv: list[str], min_s: float = 0.0, **kw) -> gc.Step:
 def test_timeout_kills_the_step_and_the_next_one_still_runs(tmp_path: Path) -> None:
     ck = _check(tmp_path)
     t0 = time.monotonic()
-    steps = [_fake([PY, "-c", "import time; time.sleep(30)"], name="sleeper", limit=1.5),
+    steps = [_fake([PY, "-c", "import time; time.sleep(30)"], name="sleeper", limit=1.0),
              _fake([PY, "-c", "import sys; print('error: boom', file=sys.stderr); sys.exit(3)"],
                    name="failing"),
              _fake([PY, "-c", "print('{}')"], name="after")]
@@ -102,13 +102,13 @@ def test_timeout_kills_the_step_and_the_next_one_still_runs(tmp_path: Path) -> N
 
 
 def test_a_step_is_skipped_when_the_budget_is_short(tmp_path: Path) -> None:
-    ck = _check(tmp_path, budget=3.0)
+    ck = _check(tmp_path, budget=1.5)
     steps = [_fake([PY, "-c", "import time; time.sleep(30)"], name="long", limit=60.0),
-             _fake([PY, "-c", "pass"], name="next", min_s=2.0)]
+             _fake([PY, "-c", "pass"], name="next", min_s=1.0)]
     res = ck.run(steps)
     ck.close()
     assert res["steps"]["long"]["status"] == "timeout"
-    assert res["steps"]["long"]["limit_s"] <= 3.0  # the budget, not the step's 60 s
+    assert res["steps"]["long"]["limit_s"] <= 1.5  # the budget, not the step's 60 s
     assert res["steps"]["next"]["status"] == "skipped"
     assert "budget left" in res["steps"]["next"]["note"]
     assert any(line.startswith("next: skipped") for line in _saved(ck)["summary"])
@@ -120,9 +120,9 @@ def _nap(name: str, seconds: float, **kw) -> gc.Step:
 
 
 def test_needs_group_caps_and_plan_skips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(gc.GROUP_CAPS, "g", (1.5, 1.5))
+    monkeypatch.setitem(gc.GROUP_CAPS, "g", (1.0, 1.0))
     ck = _check(tmp_path)
-    steps = [_nap("g1", 1.0, min_s=1.0, group="g"), _nap("g2", 0.0, min_s=1.0, group="g"),
+    steps = [_nap("g1", 0.6, min_s=0.6, group="g"), _nap("g2", 0.0, min_s=0.6, group="g"),
              _nap("other", 0.0, min_s=1.0),
              _fake([PY, "-c", "raise SystemExit(1)"], name="base"),
              _nap("child", 0.0, min_s=0.0, needs=("base",)),
@@ -130,7 +130,7 @@ def test_needs_group_caps_and_plan_skips(tmp_path: Path, monkeypatch: pytest.Mon
     res = ck.run(steps)
     ck.close()
     s = res["steps"]
-    assert s["g1"]["status"] == "ok" and s["g1"]["limit_s"] <= 1.5  # the group's cap
+    assert s["g1"]["status"] == "ok" and s["g1"]["limit_s"] <= 1.0  # the group's cap
     assert s["g2"]["status"] == "skipped" and "the g steps used" in s["g2"]["note"]
     assert s["other"]["status"] == "ok"
     assert s["child"]["status"] == "skipped" and s["child"]["note"] == "needs base, which is failed"

@@ -66,6 +66,8 @@ def test_dry_plan_stays_on_the_cpu_and_small() -> None:
             assert "digits" in step.argv and not step.needs
     steps = {s.name: s for s in gc.plan(True)}
     assert steps["bench_b64_bf16_cl_compile"].skip.startswith("dry-run")
+    assert steps["bench_b64_bf16"].skip.startswith("dry-run")  # ~14 s a step on this CPU
+    assert steps["bench_b64_bf16_cl"].skip is None
     assert steps["cuda_tests"].skip is None  # it runs: its tests skip themselves
     assert steps["ddp"].extra["backend"] == "gloo"
 

@@ -15,7 +15,8 @@ N = 300
 
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")),
+    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="no CUDA")]),
 ]
 
 
@@ -179,6 +180,7 @@ def test_from_numpy_transposes_nhwc():
     assert loader.batch_size == 4 and loader.image_size == 8
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
 def test_from_numpy_to_cuda():
     x = np.random.default_rng(0).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)

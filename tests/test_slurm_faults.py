@@ -52,8 +52,25 @@ def stand_in() -> Path:
     return Path(os.environ["FAKE_SLURM"])
 
 
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """`lab ARGS` in this process (the stand-in Slurm commands are on PATH); its stdout."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 0, err
+    return out
+
+
+def _queue(capsys: pytest.CaptureFixture[str], runs: Path) -> list[dict]:
+    return json.loads(_cli(capsys, "queue", "--json", "--runs-dir", str(runs)))
+
+
 def _script(options: SlurmOptions) -> str:
     return slurm.sbatch_script(4, "L3", Path("/r"), options, python="/p", environ={})
+
+
+BASE_LINES = len(_script(SlurmOptions()).splitlines())  # a script with no options
 
 
 def _directives(text: str) -> list[str]:
@@ -139,7 +156,7 @@ def test_sbatch_options_that_could_break_the_script_are_refused(args: dict,
         SlurmOptions.checked(**args)
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(arg=st.one_of(st.text(max_size=40),
                      st.builds(lambda n, v: f"--{n}={v}", st.from_regex(r"[a-z][a-z-]{0,12}",
@@ -159,7 +176,7 @@ def test_no_value_can_add_a_line_or_a_second_option(arg: str, account: str | Non
     text = _script(options)
     lines = text.splitlines()
     added = [v for v in (account, mem) if v is not None] + [arg]
-    assert len(lines) == len(_script(SlurmOptions()).splitlines()) + len(added)
+    assert len(lines) == BASE_LINES + len(added)
     directives = _directives(text)[4:]
     assert directives == [f"#SBATCH --account={account}"] * (account is not None) + \
         [f"#SBATCH --mem={mem}"] * (mem is not None) + [f"#SBATCH {arg}"]
@@ -263,14 +280,14 @@ def test_what_counts_as_a_time_limit_or_preemption(
 ])
 @pytest.mark.usefixtures("fake")
 def test_a_listing_requeues_a_job_slurm_ended_by_its_limit_or_a_preemption(
-        lab_dirs: dict[str, Path], seen: str, requeued: int, max_requeues: int,
-        expected: str, message: str | None) -> None:
+        lab_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str], seen: str,
+        requeued: int, max_requeues: int, expected: str, message: str | None) -> None:
     runs = lab_dirs["runs"]
     with JobQueue.open(runs) as queue:
         job_id = _job(queue, slurm_id="61", max_requeues=max_requeues, requeued=requeued)
     (stand_in() / "squeue.out").write_text(seen + "\n")
     (stand_in() / "sbatch.out").write_text("62\n")
-    (row,) = lab_json("queue", "--runs-dir", str(runs))
+    (row,) = _queue(capsys, runs)
     assert row["state"] == expected, row
     assert (message is None and row["error"] is None) or message in row["error"]
     if expected != "queued":
@@ -287,8 +304,8 @@ def test_a_listing_requeues_a_job_slurm_ended_by_its_limit_or_a_preemption(
     assert message in (runs / "jobs" / f"{job_id}.log").read_text()
     # the table says so, and the next listing asks Slurm about the new job, not the old one
     (stand_in() / "squeue.out").write_text("62|PENDING|Dependency\n")
-    table = lab("queue", "--runs-dir", str(runs), check=True).stdout
-    assert f"62 PENDING requeued {requeued + 1}/{max_requeues}" in table
+    table = _cli(capsys, "queue", "--runs-dir", str(runs))
+    assert f"62 PENDING requeued {requeued + 1}/{max_requeues}" in table, table
     assert _calls(stand_in(), "squeue")[-1].split()[2] == "--jobs=62"
     assert len(_calls(stand_in(), "sbatch")) == 1
 
@@ -314,15 +331,16 @@ def test_two_listings_at_once_submit_a_requeue_once(lab_dirs: dict[str, Path]) -
 
 
 @pytest.mark.usefixtures("fake")
-def test_a_retry_gives_a_job_its_requeues_again(lab_dirs: dict[str, Path]) -> None:
+def test_a_retry_gives_a_job_its_requeues_again(lab_dirs: dict[str, Path],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     runs = lab_dirs["runs"]
     with JobQueue.open(runs) as queue:
         job_id = _job(queue, slurm_id="61", requeued=3)
     (stand_in() / "squeue.out").write_text("61|TIMEOUT|TimeLimit\n")
-    (row,) = lab_json("queue", "--runs-dir", str(runs))
+    (row,) = _queue(capsys, runs)
     assert row["state"] == "failed" and "not requeued" in row["error"]
     (stand_in() / "sbatch.out").write_text("63\n")
-    lab("retry", str(job_id), "--runs-dir", str(runs), check=True)
+    _cli(capsys, "retry", str(job_id), "--runs-dir", str(runs))
     with JobQueue.open(runs) as queue:
         job = queue.get(job_id)
     assert (job.state, job.slurm_id, slurm.requeue_history(job)) == ("queued", "63", [])

@@ -82,6 +82,22 @@ def submit(
     time_limit: Annotated[str | None, typer.Option(
         "--time", help="Slurm time limit per job, e.g. 2:00:00 (with --slurm).",
         show_default=False)] = None,
+    account: Annotated[str | None, typer.Option(
+        help="Slurm account to charge (with --slurm).", show_default=False)] = None,
+    qos: Annotated[str | None, typer.Option(
+        help="Slurm quality of service (with --slurm).", show_default=False)] = None,
+    mem: Annotated[str | None, typer.Option(
+        help="Memory per job, e.g. 16G (with --slurm).", show_default=False)] = None,
+    cpus_per_task: Annotated[int | None, typer.Option(
+        "--cpus-per-task", help="CPUs per job (with --slurm).", show_default=False)] = None,
+    sbatch_args: Annotated[list[str] | None, typer.Option(
+        "--sbatch-arg", help="Any other sbatch option, long form, one per --sbatch-arg "
+        "(repeatable), e.g. --sbatch-arg=--constraint=a100 (with --slurm).",
+        show_default=False)] = None,
+    max_requeues: Annotated[int | None, typer.Option(
+        "--max-requeues", help="How often a job that reaches its time limit or is preempted "
+        "is submitted again to resume its run (with --slurm; default 3, 0: never).",
+        show_default=False)] = None,
     runs: RunsDirOpt = None,
     data: DataDirOpt = None,
 ) -> None:
@@ -107,16 +123,23 @@ def submit(
     configs = [queueable(c) for c in configs]  # every config checked before anything is written
     check_priority(priority)
     if not use_slurm:
-        if partition is not None or gpus_per_job or time_limit is not None:
-            raise ConfigError("--partition, --gpus-per-job and --time are for --slurm jobs")
+        given = [flag for flag, value in (
+            ("--partition", partition), ("--gpus-per-job", gpus_per_job or None),
+            ("--time", time_limit), ("--account", account), ("--qos", qos), ("--mem", mem),
+            ("--cpus-per-task", cpus_per_task), ("--sbatch-arg", sbatch_args or None),
+            ("--max-requeues", max_requeues)) if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: these options are for --slurm jobs")
         with JobQueue.open(runs_dir(runs)) as queue:
             jobs = queue.submit(configs, priority=priority)
             idle = not any(w.alive for w in queue.workers())
     else:
         from lab.queue import slurm
 
-        options = slurm.SlurmOptions.checked(partition, gpus_per_job, time_limit,
-                                             data_dir(data))
+        options = slurm.SlurmOptions.checked(
+            partition, gpus_per_job, time_limit, data_dir(data), account=account, qos=qos,
+            mem=mem, cpus_per_task=cpus_per_task, extra=sbatch_args or (),
+            max_requeues=slurm.DEFAULT_MAX_REQUEUES if max_requeues is None else max_requeues)
         slurm.command("sbatch")  # before the queue is opened: without Slurm nothing is written
         path = runs_dir(runs).resolve()
         with JobQueue.open(path) as queue:
@@ -219,7 +242,8 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         state = r["display_state"]
         note = r["run_id"] or ""
-        if r["error"] and state in (State.FAILED, State.INTERRUPTED, State.CANCELLED):
+        if r["error"] and state in (State.FAILED, State.INTERRUPTED, State.CANCELLED,
+                                    State.QUEUED):  # queued: why it was requeued
             note = f"{note}: {r['error']}" if note else r["error"]
         cells = [str(r["id"]), str(r["level"] or "–"),
                  Text(state, style=look(state).style), str(r["priority"]),
@@ -227,8 +251,10 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
                  f"{r['epoch']}/{r['epochs']}" if r["run_id"] else "–",
                  pct(r["val_acc"]), Text(pct(r["test_acc"]), style="bold")]
         if slurm:
-            cells.append(" ".join(str(v) for v in (r.get("slurm_id"), r.get("slurm_state"))
-                                  if v) or "–")
+            requeued = f"requeued {r['requeues']}/{r['max_requeues']}" \
+                if r.get("requeues") else None
+            cells.append(" ".join(str(v) for v in (r.get("slurm_id"), r.get("slurm_state"),
+                                                   requeued) if v) or "–")
         table.add_row(*cells, note)
     if not rows:
         table.caption = "no jobs: queue some with `lab submit --level 3`"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from lab.core.stopping import SignalStop
-from lab.queue.jobrun import claim_for_slurm, run_job
+from lab.queue.jobrun import TimeLimitSignal, claim_for_slurm, run_job
 from lab.queue.jobs import JobQueue
 from lab.runs import State
 
@@ -34,12 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     # Signals stop the job after its current step, with a checkpoint; repeats are ignored.
     with SignalStop(escalate=False, announce=False) as signals, \
             JobQueue.open(args.runs_dir) as queue:
-        if args.slurm:
-            job, code = claim_for_slurm(queue, args.job)
-            if job is None:
-                return code
-            state = run_job(queue, job, args.runs_dir, args.data_dir, signals,
-                            slurm_id=os.environ.get("SLURM_JOB_ID") or "?")
+        if args.slurm:  # SIGUSR1: the time limit is near (the script asks Slurm for it)
+            with TimeLimitSignal() as time_limit:
+                job, code = claim_for_slurm(queue, args.job)
+                if job is None:
+                    return code
+                state = run_job(queue, job, args.runs_dir, args.data_dir, signals,
+                                slurm_id=os.environ.get("SLURM_JOB_ID") or "?",
+                                time_limit=time_limit)
         else:
             job = queue.get(args.job)
             # Only the attempt our worker claimed: a leftover from an earlier one must not run.
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"(state {job.state}, attempt {job.attempts})", file=sys.stderr)
                 return 1
             state = run_job(queue, job, args.runs_dir, args.data_dir, signals)
-    return {State.DONE: 0, State.CANCELLED: 0, State.INTERRUPTED: 130}.get(state, 1)
+    # queued: it stopped for its time limit and requeued itself; resumable, as interrupted
+    return {State.DONE: 0, State.CANCELLED: 0, State.INTERRUPTED: 130,
+            State.QUEUED: 130}.get(state, 1)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,9 @@ def job_summary(job: Job, runs_dir: Path, seen: SlurmState | None = None) -> dic
                dataset=config.get("dataset"), epochs=config.get("epochs"), epoch=0,
                val_acc=None, test_acc=None, run_state=None,
                slurm_state=seen.state if seen else None)
+    if job.backend == "slurm":  # how often it was requeued after a time limit or preemption
+        row.update(requeues=len(slurm.requeue_history(job)),
+                   max_requeues=slurm.max_requeues(job))
     if (job.backend == "local" and job.state == State.RUNNING and job.host == host_name()
             and not pid_alive(job.pid) and not pid_alive(job.child_pid)):  # until requeued
         row.update(display_state=State.INTERRUPTED, error="its worker died; a worker resumes it")

@@ -15,16 +15,21 @@ SIGTERM).
 
 `--slurm` is the same process started by a Slurm batch script (`lab.queue.slurm`): there is no
 worker, so it claims the job itself (worker `slurm:<SLURM_JOB_ID>`, its own pid) and has no
-parent to watch; Slurm ends it on scancel, a time limit or a node failure.
+parent to watch; Slurm ends it on scancel, a time limit or a node failure. SIGUSR1, which the
+script asks Slurm to send a lead before the time limit, stops it like SIGTERM and then makes
+it submit its own next Slurm job to resume the run (`lab.queue.slurm.requeue_itself`).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from lab.core.stopping import SignalStop
 from lab.errors import LabError, NotFoundError
@@ -63,10 +68,36 @@ class StopCheck:
         return False
 
 
+class TimeLimitSignal:
+    """SIGUSR1, sent by Slurm `--signal=B:USR1@LEAD` seconds before a job's time limit: noted,
+    then turned into the SIGTERM every job already stops on (the current step finishes and is
+    checkpointed; in a data-parallel job torchrun's agent passes SIGTERM to the ranks), so the
+    job ends as `interrupted` would and `run_job` then requeues it. A context manager (main
+    thread only) that restores the old handler."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._saved: Any = None
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if not self.seen:
+            self.seen = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def __enter__(self) -> TimeLimitSignal:
+        self._saved = signal.signal(signal.SIGUSR1, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGUSR1, self._saved)
+
+
 def run_job(queue: JobQueue, job: Job, runs_dir: Path, data_dir: Path,
-            signals: SignalStop | None = None, slurm_id: str | None = None) -> str:
-    """Train `job` to its end and record the outcome; returns the job's final state. With a
-    `slurm_id` nobody supervises it but Slurm (no parent to watch)."""
+            signals: SignalStop | None = None, slurm_id: str | None = None,
+            time_limit: TimeLimitSignal | None = None) -> str:
+    """Train `job` to its end and record the outcome; returns the job's final state (`queued`
+    when it requeued itself). With a `slurm_id` nobody supervises it but Slurm (no parent to
+    watch), and `time_limit` says whether it was stopped for its time limit."""
     from lab.launch.run import resume_run, start_run
     from lab.views.progress import ProgressPrinter
 
@@ -98,6 +129,13 @@ def run_job(queue: JobQueue, job: Job, runs_dir: Path, data_dir: Path,
     except KeyboardInterrupt:
         if stop.reason is None and queue.cancel_requested(job.id):
             stop.reason = "cancel"  # a data-parallel job: its rank 0 saw the cancel
+        if stop.reason != "cancel" and slurm_id and time_limit is not None and time_limit.seen:
+            from lab.queue.slurm import requeue_itself
+
+            state = requeue_itself(queue, job, runs_dir)
+            if state is not None:
+                return state
+            stop.reason = "cancel" if queue.cancel_requested(job.id) else stop.reason
         if stop.reason == "cancel":
             if run is not None:
                 run.update_status(state=State.CANCELLED, error="cancelled (lab cancel)")

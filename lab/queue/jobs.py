@@ -109,7 +109,7 @@ class Job:
     error: str | None
     backend: str = "local"  # or "slurm"
     slurm_id: str | None = None  # the sbatch job id of the latest attempt
-    slurm_options: dict[str, Any] | None = None  # partition, gpus, time, data_dir
+    slurm_options: dict[str, Any] | None = None  # SlurmOptions, and `requeued`: the requeues
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -280,6 +280,21 @@ class JobQueue(QueueDB):
                 (state, error, time.time(), job.id, job.state, job.attempts, job.slurm_id))
             return cur.rowcount == 1
 
+    def requeue_slurm(self, job: Job, slurm_options: dict[str, Any], note: str,
+                      slurm_id: str | None = None) -> bool:
+        """Queue a Slurm job again for its next Slurm job (`slurm_id`, or None until sbatch
+        answers), with its options (which record the requeue) and a note: only while the job
+        is still as `job` was read and no cancel is pending, so a requeue never overwrites a
+        newer attempt, an outcome, a cancel or another requeue (`lab.queue.slurm.requeue`)."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state = 'queued', slurm_id = ?, slurm_options = ?, error = ?, "
+                "finished = NULL WHERE id = ? AND backend = 'slurm' AND state = ? "
+                "AND attempts = ? AND slurm_id IS ? AND cancel_requested = 0",
+                (slurm_id, json.dumps(slurm_options), note, job.id, job.state, job.attempts,
+                 job.slurm_id))
+            return cur.rowcount == 1
+
     def cancel_requested(self, job_id: int) -> bool:
         row = self._db.execute("SELECT cancel_requested FROM jobs WHERE id = ?",
                                (job_id,)).fetchone()
@@ -302,7 +317,8 @@ class JobQueue(QueueDB):
     def retry(self, job_id: int, fresh: bool = False) -> Job:
         """Queue a failed, cancelled or interrupted job again. It resumes its run from the last
         checkpoint unless `fresh` (which also allows re-running a done job). A Slurm job loses
-        its old Slurm id here; `lab.queue.slurm.sbatch_job` submits it again."""
+        its old Slurm id and its record of requeues here (so it has its requeues again);
+        `lab.queue.slurm.sbatch_job` submits it again."""
         with self._write() as db:
             job = self._job(db, job_id)
             allowed = (State.FAILED, State.CANCELLED, State.INTERRUPTED) + \
@@ -313,7 +329,9 @@ class JobQueue(QueueDB):
                 raise ConfigError(f"job {job_id} is {job.state}: nothing to retry", hint=hint)
             db.execute(
                 "UPDATE jobs SET state = 'queued', cancel_requested = 0, slurm_id = NULL, "
-                "error = NULL, finished = NULL, run_id = CASE WHEN ? THEN NULL ELSE run_id END "
+                "error = NULL, finished = NULL, run_id = CASE WHEN ? THEN NULL ELSE run_id END, "
+                "slurm_options = CASE WHEN json_valid(slurm_options) "
+                "THEN json_remove(slurm_options, '$.requeued') ELSE slurm_options END "
                 "WHERE id = ?", (fresh, job_id))
             return self._job(db, job_id)
 

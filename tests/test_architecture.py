@@ -184,7 +184,7 @@ def test_every_from_import_names_something_that_exists() -> None:
     import importlib
 
     missing = []
-    for name, path in sorted(MODULES.items()):
+    for _name, path in sorted(MODULES.items()):
         for node in ast.walk(ast.parse(path.read_text())):
             if not (isinstance(node, ast.ImportFrom) and not node.level and node.module
                     and node.module.split(".")[0] in ("lab", "tui")):

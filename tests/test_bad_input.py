@@ -266,6 +266,7 @@ def test_debug_adds_the_traceback(world: dict[str, Path], monkeypatch: pytest.Mo
     assert err.strip().splitlines()[-1].startswith("lab: error: no run")
 
 
+@pytest.mark.slow
 def test_a_database_locked_by_another_process(world: dict[str, Path],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process holds the write lock; `lab submit` and `lab cancel` wait, then give up
@@ -298,6 +299,7 @@ def test_a_database_locked_by_another_process(world: dict[str, Path],
     ["gradcam", "make", "{done}"],
     ["data", "import", "{in}/tree_src"],
 ], ids=["run", "submit", "resume", "gradcam", "data import"])
+@pytest.mark.slow
 def test_a_read_only_runs_or_data_directory(world: dict[str, Path], argv: list[str]) -> None:
     """A read-only runs (or data) directory: exit 74, one line naming the path, no change.
     The child keeps uid 0 under CI but has no capabilities, so permission bits hold for it."""

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real runs through the installed command
+
 BIN = Path(sys.executable).parent
 
 

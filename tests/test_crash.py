@@ -16,6 +16,8 @@ import pytest
 from lab.runs import RunDir, checkpoint, list_runs
 from tests.jobtools import SLOW, TINY, env, job, lab, processes, submit, wait_for
 
+pytestmark = pytest.mark.slow  # each test kills or interrupts real training processes
+
 
 def start(runs: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "lab", "run", *args, "--runs-dir", str(runs)],

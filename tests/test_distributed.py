@@ -9,8 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lab.runs import RunDir, checkpoint, list_runs
 from tests.jobtools import env, job, lab, processes, submit, wait_for
+
+pytestmark = pytest.mark.slow  # gloo process groups and torchrun agents
 
 # 1438 training images, global batch 64: 23 steps an epoch whatever the process count.
 ARGS = ["--level", "3", "--dataset", "digits", "--image-size", "16", "--batch-size", "64",

@@ -52,6 +52,7 @@ def _hit_rate(cams: np.ndarray, test_index: np.ndarray, test_x: np.ndarray, shif
     return hits / len(cams)
 
 
+@pytest.mark.slow
 def test_cam_maximum_lies_on_the_patch(patch_run: dict) -> None:
     assert patch_run["result"]["test_acc"] >= 0.95  # the model did learn the patch rule
     cams = np.load(patch_run["run"].path / "gradcam" / "gradcam" / "cams.npz")
@@ -62,6 +63,7 @@ def test_cam_maximum_lies_on_the_patch(patch_run: dict) -> None:
     assert _hit_rate(cams["cams"], cams["test_index"], test_x, shift=32) <= 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["gradcam++", "eigencam", "scorecam"])
 def test_other_methods_on_demand(patch_run: dict, method: str) -> None:
     gallery = explain_run(patch_run["run"], patch_run["data_dir"], n=2, method=method)
@@ -73,6 +75,7 @@ def test_other_methods_on_demand(patch_run: dict, method: str) -> None:
     assert gallery["name"] in names and "gradcam" in names  # galleries accumulate
 
 
+@pytest.mark.slow
 def test_gallery_files_are_real_pngs(patch_run: dict) -> None:
     folder = patch_run["run"].path / "gradcam" / "gradcam"
     index = json.loads((folder / "index.json").read_text())
@@ -135,6 +138,7 @@ def lab(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, env={**os.environ, "COLUMNS": "120"})
 
 
+@pytest.mark.slow
 def test_gradcam_cli_errors_are_one_line_and_write_nothing(patch_run: dict,
                                                            tmp_path: Path) -> None:
     runs, data = patch_run["runs_dir"], patch_run["data_dir"]
@@ -156,6 +160,7 @@ def test_gradcam_cli_errors_are_one_line_and_write_nothing(patch_run: dict,
         explain_run(bare, data)
 
 
+@pytest.mark.slow
 def test_gradcam_show_draws_in_the_terminal(patch_run: dict) -> None:
     runs = str(patch_run["runs_dir"])
     run_id = patch_run["run"].id

@@ -102,6 +102,7 @@ def test_workers_commands_without_workers(lab_dirs: dict[str, Path]) -> None:
     assert not lab_dirs["runs"].exists()
 
 
+@pytest.mark.slow
 def test_queue_watch_follows_changes_until_ctrl_c(lab_dirs: dict[str, Path],
                                                   tmp_path: Path) -> None:
     runs = lab_dirs["runs"]
@@ -125,6 +126,7 @@ def test_queue_watch_follows_changes_until_ctrl_c(lab_dirs: dict[str, Path],
         proc.stderr.close()
 
 
+@pytest.mark.slow
 def test_watch_and_logs_follow_a_job_and_ctrl_c_leaves_it_alone(
         lab_dirs: dict[str, Path], tmp_path: Path) -> None:
     runs = lab_dirs["runs"]
@@ -174,6 +176,7 @@ def test_watch_and_logs_follow_a_job_and_ctrl_c_leaves_it_alone(
     assert "accuracy (%)" in again and f"job {job_id} done" in again
 
 
+@pytest.mark.slow
 def test_concurrent_submits_for_30_seconds_lose_nothing_and_duplicate_nothing(
         lab_dirs: dict[str, Path]) -> None:
     runs = str(lab_dirs["runs"])

@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lab.queue import JobQueue
 from lab.runs import RunDir, list_runs
 from tests.jobtools import env, processes, wait_for
+
+pytestmark = pytest.mark.slow  # a load of client processes against real workers
 
 LOAD_SECONDS = float(os.environ.get("LAB_LOAD_SECONDS", "60"))
 FINAL = {"done", "failed", "cancelled"}

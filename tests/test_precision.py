@@ -57,6 +57,7 @@ def test_auto_precision_is_fp32_on_cpu() -> None:
     assert resolve_precision("fp32", torch.device("cpu")) is None
 
 
+@pytest.mark.slow
 def test_compile_matches_eager_in_a_real_run(lab_dirs: dict[str, Path]) -> None:
     """Two identical runs but for --set compile=true: same predictions, same accuracy."""
     config = level_config(3).replace(dataset="digits", image_size=16, epochs=1, device="cpu",

@@ -119,6 +119,7 @@ def _claim_all(path: str, start: multiprocessing.synchronize.Barrier,
     results.put(got)
 
 
+@pytest.mark.slow
 def test_concurrent_claims_from_processes_take_each_job_exactly_once(queue: JobQueue) -> None:
     ids = [j.id for j in queue.submit([TINY] * 200)]
     ctx = multiprocessing.get_context("spawn")

@@ -18,6 +18,8 @@ from lab.launch.session import train_run as fit
 from lab.levels import level_config
 from lab.runs import RunDir, checkpoint, new_run
 
+pytestmark = pytest.mark.slow  # real training runs, stopped and resumed
+
 TINY = dict(dataset="digits", image_size=16, epochs=3, batch_size=64, device="cpu",
             cnn_channels=(8, 16, 16, 32), cnn_hidden=64, lr=3e-3, log_every=5, gradcam=0)
 BATCHES = 23  # 1437 training images in batches of 64

@@ -27,6 +27,8 @@ from lab.views import figures
 from lab.views.compare import comparison
 from lab.views.report import write_report
 
+pytestmark = pytest.mark.slow  # a study of real runs
+
 LINK_RE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 TINY = dict(dataset="digits", image_size=16, device="cpu", gradcam=0)
 

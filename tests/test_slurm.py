@@ -386,6 +386,7 @@ def _squeue(ids: list[str]) -> dict[str, str]:
     return dict(line.split("|") for line in out.split())
 
 
+@pytest.mark.slow
 def test_jobs_run_and_cancel_on_a_real_slurm(slurm_cluster: Path,
                                              lab_dirs: dict[str, Path]) -> None:
     runs = lab_dirs["runs"]

@@ -15,6 +15,8 @@ from lab.levels import level_config
 from lab.runs import list_runs
 from lab.runs.checkpoint import read as load_checkpoint
 
+pytestmark = pytest.mark.slow  # real training runs
+
 TINY = dict(dataset="digits", image_size=16, epochs=3, batch_size=64, device="cpu",
             cnn_channels=(8, 16, 16, 32), cnn_hidden=64, lr=3e-3, log_every=5)
 

@@ -28,6 +28,8 @@ from tui.widgets.gradcam_view import GradcamView
 from tui.widgets.keybar import KeyBar
 from tui.widgets.run_list import RunList
 
+pytestmark = pytest.mark.slow  # real runs made by the engine, then the console
+
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from tui.app import make_app
 from tui.screens.new_job import ConfirmScreen, NewJobScreen
 from tui.widgets.topbar import TopBar
 
+pytestmark = pytest.mark.slow  # a real worker started from the console
+
 
 def steps(run: RunDir) -> int:
     return sum(1 for e in run.events() if e.get("event") == "step")

@@ -11,10 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from lab.runs import RunDir, list_runs, pid_alive
 from tests.jobtools import SLOW, TINY, env, gone, job, lab, lab_json, processes, submit, wait_for
+
+pytestmark = pytest.mark.slow  # real workers and job processes
 
 
 def events_of(run: RunDir, kind: str) -> list[dict]:

@@ -255,7 +255,7 @@ _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | s
                      | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
 
 
-@settings(max_examples=200, deadline=None,
+@settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # the file is rewritten
 @given(obj=st.dictionaries(st.sampled_from(["event", "epoch", "step", "val_acc", "loss", "x"]),
                            _json, max_size=6))

@@ -44,6 +44,7 @@ def test_submit_prints_job_ids_and_queue_lists_them_in_claim_order(
     assert "queued" in table and table.index("   3 ") < table.index("   1 ")
 
 
+@pytest.mark.slow
 def test_bad_submissions_are_one_line_and_write_nothing(lab_dirs: dict[str, Path]) -> None:
     runs = lab_dirs["runs"]
     cases = [
@@ -65,6 +66,7 @@ def test_bad_submissions_are_one_line_and_write_nothing(lab_dirs: dict[str, Path
     assert lab_json("queue", "--runs-dir", str(runs)) == before
 
 
+@pytest.mark.slow
 def test_bad_job_references_are_one_line_and_change_nothing(lab_dirs: dict[str, Path]) -> None:
     runs = str(lab_dirs["runs"])
     for command in ("cancel", "retry", "logs", "watch"):
@@ -88,6 +90,7 @@ def test_bad_job_references_are_one_line_and_change_nothing(lab_dirs: dict[str, 
     assert job(lab_dirs["runs"], 1).state == "queued"
 
 
+@pytest.mark.slow
 def test_workers_commands_without_workers(lab_dirs: dict[str, Path]) -> None:
     runs = str(lab_dirs["runs"])
     assert lab_json("queue", "--runs-dir", runs) == []

@@ -25,7 +25,7 @@ def batch() -> torch.Tensor:
     return torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize("name", ["cnn", "resnet18"])
+@pytest.mark.parametrize("name", ["cnn", pytest.param("resnet18", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_autocast_matches_fp32(name: str, precision: str, batch: torch.Tensor) -> None:
     model = _models()[name]
@@ -41,7 +41,7 @@ def test_autocast_matches_fp32(name: str, precision: str, batch: torch.Tensor) -
     assert (low - ref).abs().max().item() <= tolerance * max(1.0, ref.abs().max().item())
 
 
-@pytest.mark.parametrize("name", ["cnn", "resnet18"])
+@pytest.mark.parametrize("name", ["cnn", pytest.param("resnet18", marks=pytest.mark.slow)])
 def test_channels_last_matches(name: str, batch: torch.Tensor) -> None:
     model = _models()[name]
     with torch.inference_mode():

@@ -230,6 +230,7 @@ def test_submit_without_sbatch_is_one_line_and_records_nothing(
     assert usage.returncode == 2 and "are for --slurm jobs" in usage.stderr
 
 
+@pytest.mark.slow
 def test_submit_queue_cancel_and_retry_through_slurm_commands(
         lab_dirs: dict[str, Path], fake: Path) -> None:
     runs = lab_dirs["runs"]

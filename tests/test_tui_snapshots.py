@@ -18,7 +18,7 @@ from tui.screens.compare import CompareScreen
 from tui.screens.main import MainScreen
 from tui.screens.new_job import NewJobScreen
 
-SIZES = [(80, 24), (120, 40)]
+SIZES = [pytest.param((80, 24), marks=pytest.mark.slow), (120, 40)]  # 80x24: the full suite
 
 
 @pytest.fixture
@@ -71,6 +71,7 @@ def test_compare_screen(snap_compare: Any, study_app: LabApp, size: tuple[int, i
     assert snap_compare(study_app, terminal_size=size, run_before=compare)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_new_job_dialog(snap_compare: Any, study_app: LabApp, size: tuple[int, int]) -> None:
     async def dialog(pilot: Any) -> None:

@@ -166,17 +166,25 @@ def save(data_dir: Path, name: str, imp: Imported) -> dict:
 def _swap_into_place(staging: Path, final: Path) -> None:
     # rename() cannot replace a non-empty directory, so park the old copy first and put it back
     # if the second rename fails; the old copy is deleted only once the new one is in place.
+    # What to undo is read from the disk, not from flags, so a signal (which raises anywhere,
+    # see lab.cli.signals) between two renames still leaves one whole copy and no parked one.
     if not final.exists():
         os.rename(staging, final)
         return
     parked = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
-    os.rename(final, parked)
     try:
+        os.rename(final, parked)
         os.rename(staging, final)
     except BaseException:
-        os.rename(parked, final)
+        if parked.exists() and not final.exists():
+            os.rename(parked, final)
         raise
-    shutil.rmtree(parked, ignore_errors=True)
+    finally:
+        if parked.exists() and final.exists():
+            try:
+                shutil.rmtree(parked, ignore_errors=True)
+            finally:  # a signal cut the removal short: only the first one raises, so finish it
+                shutil.rmtree(parked, ignore_errors=True)
 
 
 def read_manifest(data_dir: Path, name: str) -> dict:

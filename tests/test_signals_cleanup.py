@@ -407,3 +407,56 @@ def test_cli_report_keeps_an_empty_folders_mode(finished: Path, tmp_path: Path) 
     assert proc.returncode == 2 and proc.stderr.startswith("lab: error: ")
     assert len(proc.stderr.splitlines()) == 1
     assert [p.name for p in notes.iterdir()] == ["todo.txt"]
+
+
+# ---- lab tui --------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not LINUX, reason="pty and /proc")
+@pytest.mark.parametrize("signum", (signal.SIGTERM, signal.SIGHUP),
+                         ids=lambda s: signal.Signals(s).name)
+def test_console_quits_on_sigterm_and_sighup(tmp_path: Path, signum: int) -> None:
+    """The console in a real terminal (a pty): the signal quits it like `q`, exit 130, the
+    terminal given back (alternate screen left), no traceback, no process left."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the console, as a user starts it
+        os.environ.update(PYTHONPATH=str(ROOT), TERM="xterm-256color")
+        os.chdir(ROOT)
+        os.execv(sys.executable, [sys.executable, "-m", "lab", "tui", "--runs-dir",
+                                  str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")])
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 600, 1000))
+    screen = bytearray()
+
+    def read_until(done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + MOMENT_LIMIT_S
+        while not done() and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: the console closed the terminal
+                    return
+                if not chunk:
+                    return
+                screen.extend(chunk)
+
+    try:
+        read_until(lambda: b"\x1b[?1049h" in screen and b"runs" in screen)  # drawn
+        assert b"\x1b[?1049h" in screen, bytes(screen[-2000:])
+        start = len(screen)
+        os.kill(pid, signum)
+        read_until(lambda: False)  # to the end of its output
+        _, status = os.waitpid(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    after = bytes(screen[start:])
+    assert os.waitstatus_to_exitcode(status) == 130, after[-2000:]
+    assert b"\x1b[?1049l" in after and b"Traceback" not in after, after[-2000:]
+    assert wait_gone(pid) == []

@@ -68,7 +68,11 @@ def write_report(runs_dir: Path, refs: list[str] | None = None,
         if in_place:
             _move_into(tmp, out_dir)
         else:
-            _swap_into_place(tmp, out_dir)
+            from lab.data.store import swap_into_place  # here: lab.data costs a second to import
+
+            if out_dir.exists():  # the new folder takes on the old one's permissions
+                os.chmod(tmp, stat.S_IMODE(out_dir.stat().st_mode))
+            swap_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -137,32 +141,6 @@ def _move_into(tmp: Path, out_dir: Path) -> None:
             else:
                 path.unlink(missing_ok=True)
         raise
-
-
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished folder over the old report; the old one goes only after that worked.
-
-    Each step is a rename, and a failure or a signal between any two of them is undone by what
-    is on disk (not by flags a signal could skip): the old report parked but the new one not in
-    place goes back; the new one in place means only the parked copy is left to remove.
-    """
-    if out_dir.exists():  # the new folder takes on the old one's permissions
-        os.chmod(tmp, stat.S_IMODE(out_dir.stat().st_mode))
-    old = out_dir.parent / f".{out_dir.name}.old-{secrets.token_hex(4)}"
-    try:
-        if out_dir.exists():
-            os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        if old.exists() and not out_dir.exists():
-            os.rename(old, out_dir)
-        raise
-    finally:
-        if old.exists() and out_dir.exists():
-            try:
-                shutil.rmtree(old, ignore_errors=True)
-            finally:  # a signal cut the removal short: only the first one raises, so finish it
-                shutil.rmtree(old, ignore_errors=True)
 
 
 def _build(runs_dir: Path, runs: list[_Run], root: Path) -> list[str]:

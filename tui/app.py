@@ -6,6 +6,9 @@ work, so it never trains in its own process and quitting it stops nothing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -57,6 +60,17 @@ class LabApp(App[None]):
         return MainScreen(self.runs_dir, self.data_dir, runs_label=self.runs_label,
                           device_probe=self.device_probe, clock=self.clock,
                           refresh_s=self.refresh_s, poll_s=self.poll_s)
+
+    def on_mount(self) -> None:
+        """SIGTERM and SIGHUP (an SSH link dropping) quit like `q`, exit code 130: the terminal
+        is given back and nothing is printed; the jobs and workers go on. (The CLI's handlers
+        would raise inside Textual's loop, which prints the exception.)"""
+        if self.is_headless:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.exit, None, 130)
 
     def on_list_ready(self, message: ListReady) -> None:
         self.ready_rows = message.rows

@@ -65,7 +65,10 @@ def tui(
 
     from tui.app import make_app
 
-    make_app(runs_path, data_path, theme=theme).run()
+    app = make_app(runs_path, data_path, theme=theme)
+    app.run()
+    if app.return_code:  # 130 after SIGTERM or SIGHUP
+        raise typer.Exit(app.return_code)
 
 
 def show(

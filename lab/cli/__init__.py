@@ -6,6 +6,7 @@ Commands import torch inside their functions, so `lab --help` answers at once.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 
@@ -15,6 +16,7 @@ from lab.cli import bench, data, gradcam, info, jobs, results, watch
 from lab.cli import report as report_cmds
 from lab.cli import run as run_cmds
 from lab.cli import worker as worker_cmds
+from lab.cli.signals import Interrupted, interrupt_on_signals
 from lab.errors import ExitCode, LabError, describe_os_error
 
 app = typer.Typer(
@@ -69,13 +71,27 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("LAB_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
-    code = ExitCode.OK
     load_plugins()
+    with interrupt_on_signals() as signals:
+        try:
+            code = _run(args, debug)
+        except Interrupted:  # before the command started, or while an error was reported
+            code = ExitCode.INTERRUPTED
+        if signals and code == ExitCode.INTERRUPTED:  # Typer turns it into a silent exit 130
+            _fail(f"interrupted by {signal.Signals(signals[0]).name}")
+    sys.exit(int(code))
+
+
+def _run(args: list[str], debug: bool) -> int:
+    """The command's exit code; any error is reported here as one line."""
+    code = ExitCode.OK
     try:
         rv = app(args=args, prog_name="lab", standalone_mode=False)
         code = rv if isinstance(rv, int) else ExitCode.OK
     except LabError as exc:
         code = _report(exc, str(exc), exc.exit_code, debug)
+    except Interrupted:
+        raise  # reported by `main`, which knows whether the command swallowed it
     except (KeyboardInterrupt, typer.Abort) as exc:
         code = _report(exc, "interrupted", ExitCode.INTERRUPTED, debug)
     except OSError as exc:
@@ -92,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             hint = "" if debug else " (run again with --debug for the traceback)"
             code = _report(exc, f"internal error: {type(exc).__name__}: {exc}{hint}",
                            ExitCode.FAILED, debug)
-    sys.exit(int(code))
+    return code
 
 
 def _report(exc: BaseException, message: str, code: int, debug: bool) -> int:

@@ -8,17 +8,24 @@ I/O, is what makes 60,000 small JPEGs slow.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import io
 import multiprocessing
 import os
+import signal
+import sys
 import tarfile
+import threading
 import zipfile
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from lzma import LZMAError
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -133,11 +140,15 @@ class _Decoder:
                 # spawn, not fork: the caller may be multi-threaded (the TUI), and a forked child
                 # would inherit its locks mid-use.
                 ctx = multiprocessing.get_context("spawn")
-                self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+                with _signals_held():
+                    self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
+                                                    initializer=_die_with_parent,
+                                                    initargs=(os.getpid(),))
             except (OSError, NotImplementedError, ImportError):  # no semaphores (sandboxes)
                 self.workers = 1
         if self.pool is not None:
-            future = self.pool.submit(_decode_chunk, self.items, self.size)
+            with _signals_held():  # submit starts the workers
+                future = self.pool.submit(_decode_chunk, self.items, self.size)
             self.pending.append((self.keys, self.items, future))
         else:
             self._decode_here(self.keys, self.items)
@@ -155,13 +166,71 @@ class _Decoder:
             except BrokenProcessPool:  # a worker died (killed, out of memory): finish here
                 self._decode_here(keys, items)
         self.pending = []
-        self.close()
+        if self.pool is not None:  # every chunk is back: let the workers exit on their own
+            self.pool.shutdown(wait=True)
+            self.pool = None
         return self.done
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        """Stop the pool on the way out of an error or a signal (a no-op after `finish`).
+
+        The workers are terminated, not waited for: a chunk takes seconds to decode, and a
+        SIGTERM or Ctrl-C must not leave them running after the command has exited.
+        """
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP while the pool starts (or starts a worker).
+
+    A handler that raises (Ctrl-C's, or the CLI's for all three) can fire anywhere; fired half
+    way through spawning a worker, it leaves a child that never gets its start-up data, yet
+    holds the pool's task pipe, so the pool's shutdown waits on it for ever. Noted here and
+    delivered right after, to whatever handler was there before, the signal lands between
+    whole steps. Only the main thread receives signals, so elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    saved: dict[int, Any] = {}
+    try:
+        for sig in HELD_SIGNALS:
+            if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                saved[sig] = signal.signal(sig, lambda signum, _frame: caught.append(signum))
+        yield
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: a decoder process never outlives the command that started it.
+
+    `close` terminates the workers when the command is interrupted; this covers what it cannot
+    (kill -9, a crash): Linux sends SIGKILL to the worker when its parent dies, so no orphan
+    keeps decoding or holds the caller's stderr pipe open. Ctrl-C, which a terminal sends to the
+    whole process group, is left to the parent, which stops the pool itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(1)
 
 
 def _cpu_count() -> int:

@@ -155,7 +155,7 @@ def save(data_dir: Path, name: str, imp: Imported) -> dict:
             f.flush()
             os.fsync(f.fileno())
         _fsync_dir(staging)
-        _swap_into_place(staging, data_dir / name)
+        swap_into_place(staging, data_dir / name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -163,20 +163,32 @@ def save(data_dir: Path, name: str, imp: Imported) -> dict:
     return manifest
 
 
-def _swap_into_place(staging: Path, final: Path) -> None:
-    # rename() cannot replace a non-empty directory, so park the old copy first and put it back
-    # if the second rename fails; the old copy is deleted only once the new one is in place.
+def swap_into_place(staging: Path, final: Path) -> None:
+    """Put the finished folder `staging` at `final`, replacing an older `final` whole.
+
+    rename() cannot replace a non-empty directory, so the old copy is parked first and put back
+    if the second rename fails; it is deleted only once the new one is in place. What to undo
+    is read from the disk, not from flags, so a signal (which raises anywhere, see
+    lab.cli.signals) between two renames still leaves one whole copy and no parked one. Used by
+    the data cache, the report and the Grad-CAM galleries.
+    """
     if not final.exists():
         os.rename(staging, final)
         return
-    parked = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
-    os.rename(final, parked)
+    parked = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
     try:
+        os.rename(final, parked)
         os.rename(staging, final)
     except BaseException:
-        os.rename(parked, final)
+        if parked.exists() and not final.exists():
+            os.rename(parked, final)
         raise
-    shutil.rmtree(parked, ignore_errors=True)
+    finally:
+        if parked.exists() and final.exists():
+            try:
+                shutil.rmtree(parked, ignore_errors=True)
+            finally:  # a signal cut the removal short: only the first one raises, so finish it
+                shutil.rmtree(parked, ignore_errors=True)
 
 
 def read_manifest(data_dir: Path, name: str) -> dict:

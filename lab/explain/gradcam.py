@@ -29,6 +29,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
+from lab.data.store import swap_into_place
 from lab.errors import ConfigError
 from lab.runs import atomic_write_json, now_iso
 
@@ -231,15 +232,7 @@ def write_gallery(gradcam_dir: Path, *, model: nn.Module, layer: nn.Module,
                  "grid": "grid.png" if overlays else None, "created": now_iso(),
                  "filter": {"class": class_name, "wrong_only": wrong_only}, "items": items}
         atomic_write_json(tmp / "index.json", index)
-        final = gradcam_dir / name
-        old = None
-        if final.exists():
-            old = gradcam_dir / f".{name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        tmp.rename(final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_into_place(tmp, gradcam_dir / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

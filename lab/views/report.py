@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,21 +45,34 @@ def write_report(runs_dir: Path, refs: list[str] | None = None,
                  out_dir: Path | None = None) -> dict[str, Any]:
     """Write `report.md` and its figures into `out_dir` (default `<runs_dir>/report`).
 
-    Everything is built in a temp folder beside `out_dir` and renamed into place at the end, so
-    a failure leaves any older report untouched and never half a folder. Returns the paths.
+    Everything is built in a temp folder and only then put in place, so a failure or a signal
+    leaves any older report untouched and never half a folder (nor the temp folder). An older
+    report (a folder holding the marker) is replaced whole by a rename; an empty folder that lab
+    did not make is filled in place, so it keeps its own mode and owner; any other folder is
+    refused. Returns the paths.
     """
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
     runs = _load_runs(runs_dir, refs)
-    _check_replaceable(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
-    tmp.mkdir()  # not mkdtemp: its 0700 would make the report private to this user
+    in_place = _check_replaceable(out_dir)
+    if in_place:  # built inside the folder: same file system, and only its permission needed
+        tmp = out_dir / f"{MARKER}.tmp-{secrets.token_hex(4)}"
+    else:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
     try:
+        tmp.mkdir()  # not mkdtemp: its 0700 would make the report private to this user
         figures = _build(runs_dir, runs, tmp)
         marker = {"created": now_iso(), "runs": [r.run.id for r in runs]}
         (tmp / MARKER).write_text(json.dumps(marker) + "\n")
-        _swap_into_place(tmp, out_dir)
+        if in_place:
+            _move_into(tmp, out_dir)
+        else:
+            from lab.data.store import swap_into_place  # here: lab.data costs a second to import
+
+            if out_dir.exists():  # the new folder takes on the old one's permissions
+                os.chmod(tmp, stat.S_IMODE(out_dir.stat().st_mode))
+            swap_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -94,33 +107,40 @@ def _load_runs(runs_dir: Path, refs: list[str] | None) -> list[_Run]:
     return loaded
 
 
-def _check_replaceable(out_dir: Path) -> None:
+def _check_replaceable(out_dir: Path) -> bool:
+    """Whether the report goes into `out_dir` in place (an empty folder lab did not make)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
+    if not out_dir.is_dir() or (out_dir / MARKER).exists():
+        return False
+    if any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} exists and is not a lab report; it is left alone",
                           hint="choose another -o DIR")
+    return True
 
 
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished folder over the old one; the old one goes only after that worked."""
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        try:
-            os.replace(out_dir, old / "report")
-        except BaseException:
-            old.rmdir()
-            raise
+def _move_into(tmp: Path, out_dir: Path) -> None:
+    """Move the finished report out of `tmp` (inside `out_dir`) into `out_dir` itself.
+
+    The marker goes last, so a folder holding it always holds a whole report; on any failure
+    (or a signal) what was moved is taken out again and the folder is as empty as it was.
+    """
+    if sorted(out_dir.iterdir()) != [tmp]:
+        raise ConfigError(f"{out_dir} was written to while the report was being made; "
+                          "it is left alone", hint="choose another -o DIR")
+    names = sorted(os.listdir(tmp), key=lambda name: (name == MARKER, name))
     try:
-        os.replace(tmp, out_dir)
+        for name in names:
+            os.rename(tmp / name, out_dir / name)
+        tmp.rmdir()
     except BaseException:
-        if old is not None:
-            os.replace(old / "report", out_dir)
-            shutil.rmtree(old, ignore_errors=True)
+        for name in names:
+            path = out_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _build(runs_dir: Path, runs: list[_Run], root: Path) -> list[str]:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
-import tarfile
-import zlib
-from lzma import LZMAError
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lab.data.archive import Limits, TarStream, human
 from lab.data.store import Imported, file_digests
 from lab.errors import DataError
 
@@ -50,7 +49,7 @@ BATCH_MD5 = {
     "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
 }
 _FILES = (*TRAIN_BATCHES, TEST_BATCH, META)
-_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, LZMAError)
+_REDOWNLOAD = "the archive is damaged or incomplete; download it again with `lab data fetch`"
 
 
 def _numpy_constructors() -> dict[tuple[str, str], Any]:
@@ -113,50 +112,54 @@ def find_batch_dir(path: Path) -> Path | None:
 
 def tar_holds_cifar(path: Path, peek: int = 64) -> bool:
     """Whether a tar archive is the batches format, judged from its first members only."""
-    try:
-        with tarfile.open(path, "r|*") as tf:
-            for i, member in enumerate(tf):
-                parts = Path(member.name).parts
-                if BATCH_DIR in parts or (parts and parts[-1] in _FILES):
-                    return True
-                if i >= peek:
-                    break
-    except _ARCHIVE_ERRORS as e:
-        raise DataError(
-            f"{path} is not a readable archive ({type(e).__name__}: {e})",
-            hint="the file is damaged or incomplete; copy or download it again",
-        ) from e
+    limits = Limits.from_env()
+    with TarStream(path, limits) as tar:
+        for i, member in enumerate(tar):
+            parts = Path(member.name).parts
+            if BATCH_DIR in parts or (parts and parts[-1] in _FILES):
+                return True
+            # Not a batch, and too big to skip cheaply: let the image-folder reader refuse it
+            # with its own words instead of unpacking it here just to look further.
+            if i >= peek or member.size > limits.file_bytes:
+                break
     return False
 
 
-def _read_tar_members(path: Path) -> dict[str, bytes]:
-    # Stream the archive once, keeping only the batch files; nothing is written to disk.
+def _read_tar_members(path: Path, limits: Limits) -> dict[str, bytes]:
+    # Stream the archive once, keeping only the batch files; nothing is written to disk. The
+    # whole stream is read to its end, so a cut or corrupt archive is refused as a whole.
     found: dict[str, bytes] = {}
-    try:
-        with tarfile.open(path, "r|*") as tf:
-            for member in tf:
-                base = Path(member.name).name
-                if member.isfile() and base in _FILES and base not in found:
-                    f = tf.extractfile(member)
-                    if f is not None:
-                        found[base] = f.read()
-    except _ARCHIVE_ERRORS as e:
-        raise DataError(
-            f"cannot read {path} ({type(e).__name__}: {e})",
-            hint="the archive is damaged or incomplete; download it again with `lab data fetch`",
-        ) from e
+    with TarStream(path, limits, hint=_REDOWNLOAD) as tar:
+        for member in tar:
+            base = Path(member.name).name
+            if member.isfile() and base in _FILES:
+                if base in found:
+                    raise DataError(
+                        f"{path} holds {base} more than once",
+                        hint="a genuine CIFAR-10 archive has each batch once; "
+                        "download it again with `lab data fetch`",
+                    )
+                found[base] = tar.read(member, member.name)
+        tar.finish()
     return found
 
 
-def _read_dir_members(batch_dir: Path) -> dict[str, bytes]:
+def _read_dir_members(batch_dir: Path, limits: Limits) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
     for name in _FILES:
         p = batch_dir / name
         if p.is_file():
             try:
-                found[name] = p.read_bytes()
+                with open(p, "rb") as f:
+                    blob = f.read(min(os.fstat(f.fileno()).st_size, limits.file_bytes) + 1)
             except OSError as e:
                 raise DataError(f"cannot read {p}: {e}", hint="check the file's permissions") from e
+            if len(blob) > limits.file_bytes:
+                raise DataError(
+                    f"{p} is larger than the limit of {human(limits.file_bytes)}",
+                    hint="set LAB_MAX_FILE_BYTES higher if the file is trusted",
+                )
+            found[name] = blob
     return found
 
 
@@ -211,6 +214,7 @@ def _batches_official(md5s: dict[str, str]) -> bool:
 
 def read_cifar(path: Path) -> Imported:
     """Read the official tarball or an extracted batches folder into HWC uint8 arrays."""
+    limits = Limits.from_env()
     if path.is_dir():
         batch_dir = find_batch_dir(path)
         if batch_dir is None:
@@ -218,7 +222,7 @@ def read_cifar(path: Path) -> Imported:
                 f"no {TRAIN_BATCHES[0]} in {path} or {path / BATCH_DIR}",
                 hint=f"point at the extracted {BATCH_DIR}/ folder or the tarball",
             )
-        members = _read_dir_members(batch_dir)
+        members = _read_dir_members(batch_dir, limits)
         source = str(batch_dir.resolve())
         md5s = _md5s(members)
         digest = hashlib.sha256()
@@ -233,7 +237,7 @@ def read_cifar(path: Path) -> Imported:
             reason = "batch file md5s differ from the official release's: " + ", ".join(differ)
     else:
         digests = file_digests(path, ("md5", "sha256"))
-        members = _read_tar_members(path)
+        members = _read_tar_members(path, limits)
         source, source_sha256 = str(path.resolve()), digests["sha256"]
         if digests["md5"] == CIFAR10_MD5:
             official, reason = True, "md5 matches the official cifar-10-python.tar.gz"

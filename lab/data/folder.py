@@ -2,8 +2,10 @@
 
 This is how most data sets outside the official CIFAR release arrive, including the JPEG copy of
 CIFAR-10. Archives are streamed member by member (never extracted, so a hostile member path can't
-write anywhere) and images are decoded in a process pool, because per-image Python overhead, not
-I/O, is what makes 60,000 small JPEGs slow.
+write anywhere) within the limits of ``lab.data.archive``, and images are decoded in a process
+pool, because per-image Python overhead, not I/O, is what makes 60,000 small JPEGs slow. The pool
+gets a bounded number of chunks at a time, so neither the archive's bytes nor its images are ever
+all in memory undecoded.
 """
 
 from __future__ import annotations
@@ -15,21 +17,29 @@ import io
 import multiprocessing
 import os
 import signal
+import stat
 import sys
-import tarfile
 import threading
 import zipfile
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from lzma import LZMAError
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from lab.data.archive import (
+    Limits,
+    TarStream,
+    check_directory,
+    check_expansion,
+    check_zip_member,
+    damaged_as_data_error,
+    human,
+    read_zip_member,
+)
 from lab.data.cifar import CIFAR10_CLASSES
 from lab.data.store import Imported, file_digests, safe_name
 from lab.errors import ConfigError, DataError
@@ -43,6 +53,11 @@ DEFAULT_MIXED_SIZE = 64
 # Images per task sent to the pool; the pool starts only once a full chunk has been seen, so small
 # trees (tests, toy sets) never pay the seconds a process pool takes to start.
 CHUNK = 1024
+# ...or once this many image bytes are queued, whichever comes first: big images fill a chunk too.
+CHUNK_BYTES = 32 * 1024 * 1024
+# Chunks in flight per worker; the reader waits for the oldest beyond that, so memory stays
+# bounded by the workers, not by the size of the archive.
+IN_FLIGHT_PER_WORKER = 2
 MAX_WORKERS = 8
 LAYOUT_HINT = "expected train/<class>/<image> and optionally test/<class>/<image>"
 
@@ -92,14 +107,35 @@ def tree_fingerprint(path: Path) -> dict:
     return {"files": files, "newest_mtime": newest}
 
 
-def _decode_one(item: Item, size: int | None) -> tuple[Decoded, str | None]:
+def _read_capped(path: str, max_bytes: int) -> bytes | str:
     try:
-        blob = Path(item).read_bytes() if isinstance(item, str) else item
+        with open(path, "rb") as f:
+            # The size it has now (+1: it may grow), capped; a read of n may allocate n up front.
+            blob = f.read(min(os.fstat(f.fileno()).st_size, max_bytes) + 1)
     except OSError as e:
-        return f"cannot read it ({e.strerror or e})", None
+        return f"cannot read it ({e.strerror or e})"
+    if len(blob) > max_bytes:
+        return f"larger than the limit of {human(max_bytes)} (LAB_MAX_FILE_BYTES)"
+    return blob
+
+
+def _decode_one(
+    item: Item, size: int | None, max_bytes: int, max_pixels: int
+) -> tuple[Decoded, str | None]:
+    blob = _read_capped(item, max_bytes) if isinstance(item, str) else item
+    if isinstance(blob, str):
+        return blob, None
     digest = hashlib.sha256(blob).hexdigest() if isinstance(item, str) else None
     try:
         with Image.open(io.BytesIO(blob)) as im:
+            # The header's size, before any pixel is decoded: a 40000x40000 PNG is a few KB.
+            w, h = im.size
+            if w * h > max_pixels:
+                return (
+                    f"{w}x{h} is {w * h} pixels, over the limit of {max_pixels} "
+                    "(LAB_MAX_IMAGE_PIXELS)",
+                    digest,
+                )
             rgb = im.convert("RGB")
             if size is not None and rgb.size != (size, size):
                 rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
@@ -108,31 +144,62 @@ def _decode_one(item: Item, size: int | None) -> tuple[Decoded, str | None]:
         return f"not a readable image ({type(e).__name__}: {e})", digest
 
 
-def _decode_chunk(items: list[Item], size: int | None) -> list[tuple[Decoded, str | None]]:
+def _decode_chunk(
+    items: list[Item], size: int | None, max_bytes: int, max_pixels: int
+) -> list[tuple[Decoded, str | None]]:
     """Pool task: decode a batch of images, reporting failures as text instead of raising."""
-    return [_decode_one(item, size) for item in items]
+    return [_decode_one(item, size, max_bytes, max_pixels) for item in items]
 
 
 class _Decoder:
     """Queues images and decodes them in-process, or in a pool once the set proves large."""
 
-    def __init__(self, size: int | None) -> None:
+    def __init__(self, size: int | None, limits: Limits, source: Path) -> None:
         self.size = size
+        self.source = source
+        self.limits = limits
         self.keys: list[Key] = []
         self.items: list[Item] = []
+        self.item_bytes = 0
         self.pending: list[tuple[list[Key], list[Item], Future]] = []
         self.done: dict[Key, tuple[Decoded, str | None]] = {}
+        self.decoded_bytes = 0
         self.pool: ProcessPoolExecutor | None = None
         self.workers = min(MAX_WORKERS, _cpu_count())
 
     def add(self, key: Key, item: Item) -> None:
         self.keys.append(key)
         self.items.append(item)
-        if len(self.items) >= CHUNK:
+        self.item_bytes += len(item) if isinstance(item, bytes) else 0
+        if len(self.items) >= CHUNK or self.item_bytes >= CHUNK_BYTES:
             self._flush()
 
+    def _args(self) -> tuple[int | None, int, int]:
+        return self.size, self.limits.file_bytes, self.limits.image_pixels
+
+    def _store(self, keys: list[Key], results: list[tuple[Decoded, str | None]]) -> None:
+        for key, result in zip(keys, results, strict=True):
+            if isinstance(result[0], np.ndarray):
+                self.decoded_bytes += result[0].nbytes
+            self.done[key] = result
+        if self.decoded_bytes > self.limits.decoded_bytes:
+            raise DataError(
+                f"the images of {self.source} pass the limit of "
+                f"{human(self.limits.decoded_bytes)} once decoded, after {len(self.done)} images",
+                hint="set LAB_MAX_DECODED_BYTES higher, or import with --size to shrink them",
+            )
+
     def _decode_here(self, keys: list[Key], items: list[Item]) -> None:
-        self.done.update(zip(keys, _decode_chunk(items, self.size), strict=True))
+        self._store(keys, _decode_chunk(items, *self._args()))
+
+    def _collect_oldest(self) -> None:
+        keys, items, future = self.pending.pop(0)
+        try:
+            results = future.result()
+        except BrokenProcessPool:  # a worker died (killed, out of memory): finish here
+            self._decode_here(keys, items)
+        else:
+            self._store(keys, results)
 
     def _flush(self) -> None:
         if self.pool is None and self.workers > 1:
@@ -148,24 +215,22 @@ class _Decoder:
                 self.workers = 1
         if self.pool is not None:
             with _signals_held():  # submit starts the workers
-                future = self.pool.submit(_decode_chunk, self.items, self.size)
+                future = self.pool.submit(_decode_chunk, self.items, *self._args())
             self.pending.append((self.keys, self.items, future))
+            while len(self.pending) > IN_FLIGHT_PER_WORKER * self.workers:
+                self._collect_oldest()
         else:
             self._decode_here(self.keys, self.items)
-        self.keys, self.items = [], []
+        self.keys, self.items, self.item_bytes = [], [], 0
 
     def finish(self) -> dict[Key, tuple[Decoded, str | None]]:
         if self.pool is None:  # small set: decode here, no pool start-up
             self._decode_here(self.keys, self.items)
-            self.keys, self.items = [], []
+            self.keys, self.items, self.item_bytes = [], [], 0
             return self.done
         self._flush()
-        for keys, items, future in self.pending:
-            try:
-                self.done.update(zip(keys, future.result(), strict=True))
-            except BrokenProcessPool:  # a worker died (killed, out of memory): finish here
-                self._decode_here(keys, items)
-        self.pending = []
+        while self.pending:
+            self._collect_oldest()
         if self.pool is not None:  # every chunk is back: let the workers exit on their own
             self.pool.shutdown(wait=True)
             self.pool = None
@@ -251,26 +316,50 @@ def _safe_key(name: str, archive: Path) -> Key:
     return tuple(part for part in p.parts if part not in ("", "."))
 
 
-def _scan_tar(path: Path, decoder: _Decoder, dirs: set[Key]) -> list[Key]:
+def _add_file(key: Key, files: list[Key], seen: set[Key], source: Path) -> None:
+    # Two members with one name: which one is "the" image is undefined (tar keeps appending,
+    # zip keeps both), so refuse rather than import one of them, or both, silently.
+    if not _hidden(key):
+        if key in seen:
+            raise DataError(
+                f"{'/'.join(key)} appears more than once in {source}",
+                hint="repack the archive with each file once",
+            )
+        seen.add(key)
+    files.append(key)
+
+
+def _scan_tar(path: Path, decoder: _Decoder, dirs: set[Key], limits: Limits) -> list[Key]:
     files: list[Key] = []
-    with tarfile.open(path, "r|*") as tf:
-        for member in tf:
+    seen: set[Key] = set()
+    with TarStream(path, limits) as tar:
+        for member in tar:
             key = _safe_key(member.name, path)
             if not key:
                 continue
             if member.isdir():
                 dirs.add(key)
             elif member.isfile():
-                files.append(key)
+                _add_file(key, files, seen, path)
                 if not _hidden(key) and _is_image(key):
-                    f = tf.extractfile(member)
-                    decoder.add(key, f.read() if f is not None else b"")
+                    decoder.add(key, tar.read(member, "/".join(key)))
+        tar.finish()
     return files
 
 
-def _scan_zip(path: Path, decoder: _Decoder, dirs: set[Key]) -> list[Key]:
+def _scan_zip(path: Path, decoder: _Decoder, dirs: set[Key], limits: Limits) -> list[Key]:
     files: list[Key] = []
-    with zipfile.ZipFile(path) as zf:
+    seen: set[Key] = set()
+    wanted: list[tuple[Key, zipfile.ZipInfo]] = []
+    with damaged_as_data_error(path):
+        zf = zipfile.ZipFile(path)
+    with zf:
+        if len(zf.filelist) > limits.archive_members:
+            raise DataError(
+                f"{path} has {len(zf.filelist)} entries, more than {limits.archive_members}",
+                hint="set LAB_MAX_ARCHIVE_MEMBERS higher if the archive is trusted",
+            )
+        # Everything the central directory can tell is checked before a byte is unpacked.
         for info in zf.infolist():
             key = _safe_key(info.filename, path)
             if not key:
@@ -278,9 +367,16 @@ def _scan_zip(path: Path, decoder: _Decoder, dirs: set[Key]) -> list[Key]:
             if info.is_dir():
                 dirs.add(key)
             else:
-                files.append(key)
+                _add_file(key, files, seen, path)
                 if not _hidden(key) and _is_image(key):
-                    decoder.add(key, zf.read(info))
+                    check_zip_member(path, info, limits)
+                    wanted.append((key, info))
+        check_directory(path, zf)
+        unpacked = sum(info.file_size for _, info in wanted)
+        packed = sum(info.compress_size for _, info in wanted)
+        check_expansion(path, unpacked, packed, limits)
+        for key, info in wanted:
+            decoder.add(key, read_zip_member(path, zf, info, limits))
     return files
 
 
@@ -291,7 +387,14 @@ def _scan_dir(path: Path, dirs: set[Key]) -> dict[Key, str]:
         dirnames[:] = sorted(d for d in dirnames if not _hidden((d,)))
         dirs.update((*rel, d) for d in dirnames)
         for f in filenames:
-            files[(*rel, f)] = os.path.join(dirpath, f)
+            full = os.path.join(dirpath, f)
+            # Only regular files (or links to them): reading a FIFO or a device would never end.
+            try:
+                regular = stat.S_ISREG(os.stat(full).st_mode)
+            except OSError:  # a dangling link: reported as unreadable if the layout uses it
+                regular = True
+            if regular:
+                files[(*rel, f)] = full
     return files
 
 
@@ -341,14 +444,15 @@ def read_image_folder(path: Path, size: int | None = None) -> Imported:
             f"{path} is not a folder or a .tar.gz/.tgz/.tar.xz/.tar/.zip archive",
             hint=f"{LAYOUT_HINT}; or a CIFAR-10 python tarball",
         )
+    limits = Limits.from_env()
     dirs: set[Key] = set()
-    decoder = _Decoder(size)
+    decoder = _Decoder(size, limits, path)
     dir_files: dict[Key, str] = {}
     try:
         if kind == "tar":
-            files = _scan_tar(path, decoder, dirs)
+            files = _scan_tar(path, decoder, dirs, limits)
         elif kind == "zip":
-            files = _scan_zip(path, decoder, dirs)
+            files = _scan_zip(path, decoder, dirs, limits)
         else:
             dir_files = _scan_dir(path, dirs)
             files = sorted(dir_files)
@@ -365,11 +469,6 @@ def read_image_folder(path: Path, size: int | None = None) -> Imported:
                     for key in keys:
                         decoder.add(key, dir_files[key])
         decoded = decoder.finish()
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, LZMAError) as e:
-        raise DataError(
-            f"cannot read {path} ({type(e).__name__}: {e})",
-            hint="the archive is damaged or incomplete; copy or pack it again",
-        ) from e
     except OSError as e:
         raise DataError(f"cannot read {path}: {e}", hint="check that the file is complete") from e
     finally:
@@ -390,6 +489,12 @@ def _build(
     train_classes = set(assigned["train"])
     if not train_classes:
         raise DataError(f"train/ in {path} has no class folders", hint=LAYOUT_HINT)
+    if len(train_classes) < 2:
+        (only,) = train_classes
+        raise DataError(
+            f"train/ in {path} has one class folder ({only}): classification needs at least two",
+            hint=LAYOUT_HINT,
+        )
     extra = set(assigned.get("test", {})) - train_classes
     if extra:
         raise DataError(

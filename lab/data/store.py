@@ -261,6 +261,10 @@ def _check_arrays(
     n_classes: int,
 ) -> None:
     problems = _array_problems(train_x, train_y, test_x, test_y, n_classes)
+    # Every reader's output passes here, so this is where a one-class "classification" set is
+    # stopped, whatever format it came in (a model can't learn to tell one class from nothing).
+    if n_classes < 2:
+        problems.append(f"{n_classes} class; classification needs at least two")
     if problems:
         raise DataError("refusing to cache a malformed dataset: " + "; ".join(problems))
 

@@ -43,8 +43,7 @@ class Target:
 
     def refresh(self, queue: Any) -> None:
         from lab.queue import FINISHED
-        from lab.runs import FINISHED as RUN_FINISHED
-        from lab.runs import RunDir, State
+        from lab.runs import RUN_FINISHED, RunDir, State
 
         if self.job_id is not None:
             job = queue.get(self.job_id)

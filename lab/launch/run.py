@@ -19,14 +19,20 @@ from lab.runs import RunDir, State, new_run
 
 
 def preflight(config: RunConfig, data_dir: Path) -> None:
-    """Fail before a run directory exists when the data or weights are plainly missing."""
+    """Fail before a run directory exists on everything that can be checked without training:
+    the device, the data set and its split (`checked_split`: no empty part, no batch of one
+    where BatchNorm cannot take it), the memory model and batch need for this class count,
+    and the weights (present, and of this model)."""
     from lab.core.device import resolve_device
     from lab.core.models import build_model
+    from lab.core.prepare import checked_split
     from lab.data import load_dataset
 
     device = resolve_device(config.device)
     distributed.check_sync_bn(config, device.type)
     data = load_dataset(config.dataset, data_dir)
+    checked_split(config, data)
+    config.check_memory(len(data.classes))
     build_model(config, len(data.classes))  # raises on missing or unfit weights
 
 

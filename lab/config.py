@@ -49,6 +49,9 @@ STR_LIMITS: dict[str, int] = {"model": 64, "weights": 4096, "dataset": 4096, "op
 # config.json on resume (another device, another evaluation batch, fewer Grad-CAM images).
 NOT_TRAINING = frozenset({"device", "eval_batch_size", "log_every", "gradcam", "notes",
                           "compile", "channels_last"})
+# Fields that decide the shapes of the model's weights (and image_size, for the CNN's FC layer):
+# a checkpoint that differs in one holds another model, which no resume can load.
+MODEL_SHAPE = frozenset({"model", "cnn_channels", "cnn_hidden", "cnn_convs"})
 # torchvision's ResNet18 without its head, and the activations per input pixel it keeps for the
 # backward pass (the outputs of its layers, measured: 149 floats per pixel from 32 to 512 px).
 RESNET18_BACKBONE_PARAMS = 11_176_512

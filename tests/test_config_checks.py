@@ -400,7 +400,6 @@ def test_every_field_that_changes_training_is_compared(name: str) -> None:
     ({"augment": False}, "augment True -> False", 0),
     ({"seed": 7}, "seed 0 -> 7", 0),
     ({"split_seed": 1, "label_smoothing": 0.1}, "split_seed 42 -> 1", 0),
-    ({"cnn_hidden": 16}, "cnn_hidden 8 -> 16", DATA),  # forced: the weights cannot fit it
 ])
 def test_resume_refuses_an_edited_config_and_force_lets_config_json_win(
         changes: dict[str, Any], shown: str, forced: int, paused: RunDir,
@@ -413,15 +412,30 @@ def test_resume_refuses_an_edited_config_and_force_lets_config_json_win(
     assert files(paused) == before
     code, err = run_cli(["resume", paused.id, "--force", "-q"], capsys)
     assert code == forced, err
-    if forced:
-        one_line(err, "different model")
-        assert files(paused) == before
-        return
     status = paused.status()
     assert status["state"] == State.DONE
     assert set(status["config_forced"]) == set(changes)
     for name, value in changes.items():
         assert status["config_forced"][name]["config"] == value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("changes", "shown"), [
+    ({"cnn_hidden": 16}, "cnn_hidden 8 -> 16"),
+    ({"cnn_channels": [4, 4, 8, 8], "cnn_convs": 2}, "cnn_channels [4, 4, 4, 4] -> [4, 4, 8, 8]"),
+    ({"image_size": 32}, "image_size 16 -> 32"),  # the CNN's FC layer takes another size
+    ({"model": "resnet18", "weights": "none"}, "model 'cnn' -> 'resnet18'"),
+])
+def test_a_checkpoint_of_another_model_is_refused_even_with_force(
+        changes: dict[str, Any], shown: str, paused: RunDir,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    edit_config(paused, **changes)
+    before = files(paused)
+    for extra in ([], ["--force"]):
+        code, err = run_cli(["resume", paused.id, *extra], capsys)
+        assert code == DATA, err
+        one_line(err, "holds a different model than config.json", shown)
+        assert files(paused) == before
 
 
 @pytest.mark.slow

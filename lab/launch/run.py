@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab.config import RunConfig
+from lab.config import MODEL_SHAPE, RunConfig
 from lab.core import collectives as distributed
-from lab.errors import ConfigError, LabError
+from lab.errors import ConfigError, DataError, LabError
 from lab.launch import torchrun
 from lab.launch.session import Emit, train_run
 from lab.runs import RunDir, State, checkpoint, new_run
@@ -97,10 +97,11 @@ def _fit_as_rank(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit | No
 
 def _not_resumable(run: RunDir, config: RunConfig, force: bool) -> LabError | None:
     """Why `run` cannot be resumed with `config` (its config.json), or None. Done, still
-    running, too big for the memory limit, a checkpoint that cannot be read, or a config.json
-    edited since the checkpoint in a field that changes training (unless `force`: then
-    config.json wins, see `lab.launch.session`); never a run of fewer epochs than the
-    checkpoint has already trained. Reads only: nothing is written before this passes."""
+    running, too big for the memory limit, a checkpoint that cannot be read or holds another
+    model than config.json describes (DataError), or a config.json edited since the
+    checkpoint in a field that changes training (unless `force`: then config.json wins, see
+    `lab.launch.session`); never a run of fewer epochs than the checkpoint has trained.
+    Reads only: nothing is written before this passes."""
     state = run.live_state()
     if state == State.DONE:
         return ConfigError(f"run {run.id} is already done: nothing to resume")
@@ -115,8 +116,15 @@ def _not_resumable(run: RunDir, config: RunConfig, force: bool) -> LabError | No
         return None
     saved = loaded.state.get("config")
     diff = config.training_differences(saved) if isinstance(saved, dict) else {}
+    shape = {k: v for k, v in diff.items()
+             if k in MODEL_SHAPE or (k == "image_size" and config.model == "cnn")}
+    if shape:  # its weights cannot fit config.json's model, whatever --force says
+        return DataError(f"run {run.id}: {loaded.path.name} holds a different model than "
+                         f"config.json ({_shown(shape)})",
+                         hint="put the checkpoint's values back in config.json, or start a "
+                              "new run")
     if diff and not force:
-        shown = ", ".join(f"{k} {_short(a)} -> {_short(b)}" for k, (a, b) in diff.items())
+        shown = _shown(diff)
         return ConfigError(f"run {run.id}: config.json differs from its checkpoint "
                            f"({loaded.path.name}) in {shown}",
                            hint=f"`lab resume {run.id} --force` continues with config.json; or "
@@ -129,9 +137,12 @@ def _not_resumable(run: RunDir, config: RunConfig, force: bool) -> LabError | No
     return None
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 24 else text[:21] + "..."
+def _shown(diff: dict[str, tuple[Any, Any]]) -> str:
+    def short(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 24 else text[:21] + "..."
+
+    return ", ".join(f"{k} {short(a)} -> {short(b)}" for k, (a, b) in diff.items())
 
 
 def resume_run(run: RunDir, data_dir: Path, emit: Emit | None = None,

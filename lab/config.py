@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import re
 from dataclasses import dataclass, fields
 from typing import Any
@@ -22,6 +24,53 @@ SCHEDULERS = ("none", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 _DATASET_RE = re.compile(r"^(imagefolder:.+|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")
+
+# The range of every numeric field, checked whenever a config is built (a person's options, a
+# config file, a record read back): a value outside it could only fail later, mid-run.
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes < 2**64; numpy's generators any int >= 0
+MAX_CNN_BLOCKS, MAX_CNN_CHANNELS = 10, 4096
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "image_size": (8, 1024), "cnn_hidden": (1, 65536), "cnn_convs": (1, 4),
+    "batch_size": (1, 65536), "eval_batch_size": (1, 65536), "epochs": (1, 10000),
+    "seed": (0, MAX_SEED), "split_seed": (0, MAX_SEED), "nproc": (1, 1024),
+    "log_every": (1, 100000), "gradcam": (0, 1000),
+}
+# (low, high, bounds): "[]" closed, "[)" / "(]" / "()" open at that end. Floats are finite.
+FLOAT_RANGES: dict[str, tuple[float, float, str]] = {
+    "hflip": (0, 1, "[]"), "rotation": (0, 180, "[]"), "crop_padding": (0, 1024, "[]"),
+    "brightness": (0, 10, "[]"), "contrast": (0, 10, "[]"), "saturation": (0, 10, "[]"),
+    "dropout": (0, 1, "[)"), "lr": (0, 10, "(]"), "momentum": (0, 1, "[)"),
+    "weight_decay": (0, 10, "[]"), "label_smoothing": (0, 1, "[)"),
+    "train_fraction": (0, 1, "()"), "val_fraction": (0, 1, "()"),
+}
+STR_LIMITS: dict[str, int] = {"model": 64, "weights": 4096, "dataset": 4096, "optimizer": 64,
+                              "scheduler": 64, "device": 64, "precision": 64, "notes": 10000}
+# Fields that do not change what training computes: they may differ between a checkpoint and
+# config.json on resume (another device, another evaluation batch, fewer Grad-CAM images).
+NOT_TRAINING = frozenset({"device", "eval_batch_size", "log_every", "gradcam", "notes",
+                          "compile", "channels_last"})
+# Fields that decide the shapes of the model's weights (and image_size, for the CNN's FC layer):
+# a checkpoint that differs in one holds another model, which no resume can load.
+MODEL_SHAPE = frozenset({"model", "cnn_channels", "cnn_hidden", "cnn_convs"})
+# torchvision's ResNet18 without its head, and the activations per input pixel it keeps for the
+# backward pass (the outputs of its layers, measured: 149 floats per pixel from 32 to 512 px).
+RESNET18_BACKBONE_PARAMS = 11_176_512
+RESNET18_KEPT_PER_PIXEL = 150
+MEMORY_ENV = "LAB_MAX_MEMORY_GIB"
+DEFAULT_MAX_MEMORY_GIB = 128.0
+
+
+def max_memory_bytes() -> int:
+    """The most memory a config may need by `RunConfig.memory_estimate`: LAB_MAX_MEMORY_GIB
+    (GiB), else 128 GiB, more than one accelerator of today holds."""
+    raw = os.environ.get(MEMORY_ENV, "")
+    try:
+        value = float(raw) if raw else DEFAULT_MAX_MEMORY_GIB
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 2**20):
+        raise ConfigError(f"{MEMORY_ENV}={raw!r} must be a number of GiB between 0 and 1048576")
+    return int(value * 2**30)
 
 
 @dataclass(frozen=True)
@@ -74,6 +123,8 @@ class RunConfig:
     notes: str = ""
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # the declared type, strictly: whoever built us, from whatever
+            object.__setattr__(self, f.name, _typed(f.name, getattr(self, f.name)))
         self._validate()
 
     # ---- construction -------------------------------------------------------------------
@@ -104,6 +155,9 @@ class RunConfig:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, nesting too deep
+            raise ConfigError(f"config is not usable JSON: {type(exc).__name__}: "
+                              f"{str(exc)[:80]}") from None
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -147,74 +201,115 @@ class RunConfig:
     # ---- validation -----------------------------------------------------------------------
     def _validate(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
-            return ConfigError(f"{name}={getattr(self, name)!r}: {why}")
+            return ConfigError(f"{name}={_show(getattr(self, name))}: {why}")
 
         if self.level is not None and self.level not in (1, 2, 3):
             raise bad("level", "must be 1, 2 or 3")
+        for name, (low, high) in INT_RANGES.items():
+            if not low <= getattr(self, name) <= high:
+                raise bad(name, f"must be between {low} and {high}")
+        for name, (low, high, bounds) in FLOAT_RANGES.items():
+            value = getattr(self, name)
+            above = low < value if bounds[0] == "(" else low <= value
+            below = value < high if bounds[1] == ")" else value <= high
+            if not (above and below):
+                raise bad(name, f"must be in {bounds[0]}{low:g}, {high:g}{bounds[1]}")
+        for name, longest in STR_LIMITS.items():
+            value = getattr(self, name)
+            if len(value) > longest or "\0" in value:
+                raise bad(name, f"must be at most {longest} characters, without NUL")
         if self.model not in MODELS:
             raise bad("model", f"must be one of {', '.join(MODELS)}")
         if not self.weights:
             raise bad("weights", "must be imagenet, none or a file path")
         if not _DATASET_RE.match(self.dataset):
             raise bad("dataset", "must be a data set name, digits, or imagefolder:PATH")
-        if not 8 <= self.image_size <= 1024:
-            raise bad("image_size", "must be between 8 and 1024")
+        if not 1 <= len(self.cnn_channels) <= MAX_CNN_BLOCKS or \
+                any(not 1 <= c <= MAX_CNN_CHANNELS for c in self.cnn_channels):
+            raise bad("cnn_channels", f"must be 1 to {MAX_CNN_BLOCKS} channel counts, each "
+                      f"between 1 and {MAX_CNN_CHANNELS}")
         if self.model == "cnn" and self.image_size < 2 ** len(self.cnn_channels):
             raise bad("image_size", f"is too small for {len(self.cnn_channels)} pooling blocks")
-        if not 0.0 <= self.hflip <= 1.0:
-            raise bad("hflip", "is a probability, between 0 and 1")
-        for name in ("rotation", "crop_padding", "brightness", "contrast", "saturation"):
-            if getattr(self, name) < 0:
-                raise bad(name, "must not be negative")
         if not float(self.crop_padding).is_integer():
             raise bad("crop_padding", "must be a whole number of pixels")
-        if self.rotation > 180:
-            raise bad("rotation", "must be at most 180 degrees")
-        if not 0.0 <= self.dropout < 1.0:
-            raise bad("dropout", "must be in [0, 1)")
-        if not self.cnn_channels or any(c < 1 for c in self.cnn_channels):
-            raise bad("cnn_channels", "must be a list of positive channel counts")
-        if not 1 <= self.cnn_convs <= 4:
-            raise bad("cnn_convs", "must be between 1 and 4")
-        if self.cnn_hidden < 1:
-            raise bad("cnn_hidden", "must be positive")
-        if not 1 <= self.nproc <= 1024:
-            raise bad("nproc", "must be between 1 and 1024")
         if self.batch_size % self.nproc:
             raise bad("batch_size", f"must be a multiple of nproc ({self.nproc}): the global "
                       "batch is split evenly over the processes")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
-        if not 0.0 < self.lr <= 10.0:
-            raise bad("lr", "must be in (0, 10]")
-        if not 0.0 <= self.momentum < 1.0:
-            raise bad("momentum", "must be in [0, 1)")
-        if self.weight_decay < 0:
-            raise bad("weight_decay", "must not be negative")
         if self.scheduler not in SCHEDULERS:
             raise bad("scheduler", f"must be one of {', '.join(SCHEDULERS)}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise bad("label_smoothing", "must be in [0, 1)")
-        if not 1 <= self.batch_size <= 65536:
-            raise bad("batch_size", "must be between 1 and 65536")
-        if not 1 <= self.eval_batch_size <= 65536:
-            raise bad("eval_batch_size", "must be between 1 and 65536")
-        if not 1 <= self.epochs <= 10000:
-            raise bad("epochs", "must be between 1 and 10000")
-        if self.seed < 0 or self.split_seed < 0:
-            raise bad("seed" if self.seed < 0 else "split_seed", "must not be negative")
-        if not 0.0 < self.train_fraction < 1.0:
-            raise bad("train_fraction", "must be in (0, 1)")
-        if not 0.0 < self.val_fraction < 1.0 or self.train_fraction + self.val_fraction >= 1.0:
+        if self.train_fraction + self.val_fraction >= 1.0:
             raise bad("val_fraction", "must be in (0, 1) with train_fraction + val_fraction < 1")
         if not _DEVICE_RE.match(self.device):
             raise bad("device", "must be auto, cpu, cuda, cuda:N or mps")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
-        if not 1 <= self.log_every <= 100000:
-            raise bad("log_every", "must be between 1 and 100000")
-        if not 0 <= self.gradcam <= 1000:
-            raise bad("gradcam", "must be between 0 and 1000")
+
+    # ---- resources --------------------------------------------------------------------------
+    def parameter_count(self, num_classes: int = 10) -> int:
+        """The model's parameters, counted from the config alone (no torch): what
+        `lab.core.models.build_model` will allocate."""
+        if self.model != "cnn":
+            return RESNET18_BACKBONE_PARAMS + 512 * num_classes + num_classes
+        total, c_in, side = 0, 3, self.image_size
+        for c_out in self.cnn_channels:
+            for k in range(self.cnn_convs):
+                total += 9 * (c_in if k == 0 else c_out) * c_out + 2 * c_out  # conv, BN
+            c_in, side = c_out, side // 2
+        flat = c_in * side * side
+        return total + flat * self.cnn_hidden + self.cnn_hidden + \
+            self.cnn_hidden * num_classes + num_classes
+
+    def memory_estimate(self, num_classes: int = 10) -> int:
+        """Bytes one process needs at fp32, roughly: the weights with their gradients and
+        optimizer state, plus the activations kept for the backward pass of one training batch
+        (or one evaluation batch's two largest layers, if that is more). A lower bound in
+        practice, so a config over the limit cannot fit any device."""
+        params = self.parameter_count(num_classes)
+        states = 4 if self.optimizer in ("adam", "adamw") else 3  # weights, grads, moments
+        side = self.image_size
+        if self.model == "cnn":
+            kept, peak, t = 3 * side * side, 3 * side * side, side
+            for c in self.cnn_channels:
+                kept += self.cnn_convs * 2 * c * t * t + c * (t // 2) ** 2  # conv+BN, pool
+                peak = max(peak, c * t * t)
+                t //= 2
+        else:
+            kept, peak = RESNET18_KEPT_PER_PIXEL * side * side, 16 * side * side
+        train = states * params + (self.batch_size // self.nproc) * kept
+        evaluate = params + self.eval_batch_size * 2 * peak
+        return 4 * max(train, evaluate)
+
+    def check_memory(self, num_classes: int = 10) -> None:
+        """Refuse a config whose `memory_estimate` exceeds the limit (`max_memory_bytes`):
+        such a run could only die later, out of memory or in an allocator's overflow."""
+        need, limit = self.memory_estimate(num_classes), max_memory_bytes()
+        if need > limit:
+            shape = (f"{self.parameter_count(num_classes) / 1e6:,.0f} M parameters, batch "
+                     f"{self.batch_size // self.nproc} at {self.image_size}x{self.image_size}")
+            raise ConfigError(
+                f"this config needs about {need / 2**30:,.0f} GiB ({shape}), over the limit "
+                f"of {limit / 2**30:g} GiB",
+                hint="lower batch_size, eval_batch_size, image_size, cnn_hidden or "
+                     f"cnn_channels; {MEMORY_ENV} raises the limit")
+
+    def training_differences(self, other: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """Fields that change what training computes and differ between `other` (a config as
+        a checkpoint saved it) and this config: {field: (other's value, ours)}. A field
+        missing from `other` (an older lab) is compared with its default."""
+        ours = self.to_dict()
+        defaults = RunConfig().to_dict()
+        diff = {}
+        for name in config_fields():
+            if name in NOT_TRAINING:
+                continue
+            theirs = other.get(name, defaults[name])
+            if isinstance(theirs, tuple):
+                theirs = list(theirs)
+            if theirs != ours[name]:
+                diff[name] = (theirs, ours[name])
+        return diff
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
@@ -254,9 +349,48 @@ def _coerce(name: str, value: Any) -> Any:
             if not isinstance(value, str):
                 raise TypeError
             return value
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={value!r}: expected {kind.replace(' | None', '')}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name}={_show(value)}: expected {kind.replace(' | None', '')}") \
+            from None
     return value
+
+
+def _typed(name: str, value: Any) -> Any:
+    """`value` as the field's declared type, refused unless it already is one (a float field
+    takes an int; a tuple field a list); floats must be finite. No parsing: see `_coerce`."""
+    kind = str(_FIELD_TYPES[name])
+    ok: bool
+    if kind == "tuple[int, ...]":
+        ok = isinstance(value, (list, tuple)) and all(_is_int(v) for v in value)
+        value = tuple(value) if ok else value
+    elif kind.startswith("int"):
+        ok = _is_int(value) or (value is None and "None" in kind)
+    elif kind == "float":
+        ok = _is_int(value) or isinstance(value, float)
+        if ok:
+            try:
+                value = float(value)
+            except OverflowError:
+                ok = False
+            if ok and not math.isfinite(value):
+                raise ConfigError(f"{name}={_show(value)}: must be a finite number")
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"{name}={_show(value)}: expected {kind.replace(' | None', '')}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _show(value: Any) -> str:
+    """A value for an error line: its repr, cut short (a 5000-digit number stays one line)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:24]}...({len(text)} characters)"
 
 
 def _as_int(value: Any) -> int:

@@ -104,7 +104,8 @@ def demo_configs(imagenet_available: bool, epochs: int = 5,
 def build_config(level: int | None, config_file: Path | None, options: dict[str, Any],
                  assignments: list[str], recipe: str = "seed") -> RunConfig:
     """Preset (the seed's or the tuned recipe, or a config file) + named options +
-    `--set KEY=VALUE`, validated once."""
+    `--set KEY=VALUE`, validated once: every field's type and range, and the memory the
+    model and a batch need together (`RunConfig.check_memory`)."""
     if config_file is not None:
         if not config_file.is_file():
             raise NotFoundError(f"config file {config_file} does not exist")
@@ -122,4 +123,6 @@ def build_config(level: int | None, config_file: Path | None, options: dict[str,
     changes = {k: v for k, v in options.items() if v is not None}
     if changes:
         config = config.replace(**changes)
-    return config.with_overrides(assignments) if assignments else config
+    config = config.with_overrides(assignments) if assignments else config
+    config.check_memory()  # the size of model and batch together, before anything is written
+    return config

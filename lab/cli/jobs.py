@@ -221,11 +221,15 @@ def _rows(path: Path, show_all: bool) -> list[dict[str, Any]]:
     from lab.queue import JobQueue
     from lab.queue.actions import display_order, job_summary, refresh
 
-    queue = JobQueue.open(path, create=False)
+    queue = JobQueue.open(path, create=False, readonly=True)  # looking never writes...
     if queue is None:
         return []
     with queue:
-        jobs, seen = refresh(queue, queue.jobs(), path)
+        jobs = queue.jobs()
+    seen: dict = {}
+    if any(j.backend == "slurm" for j in jobs):  # ...but what Slurm says of its jobs is kept
+        with JobQueue.open(path, create=False) as queue:
+            jobs, seen = refresh(queue, queue.jobs(), path)
     jobs = display_order(jobs, recent=None if show_all else 10)
     return [job_summary(j, path, seen.get(j.id)) for j in jobs]
 
@@ -330,7 +334,7 @@ def logs(
 
     job_id = parse_job_id(job_ref)
     path = runs_dir(runs)
-    with _open(runs, job_id) as queue:
+    with _open(runs, job_id, readonly=True) as queue:
         job = queue.get(job_id)
         log = job_log_path(path, job_id)
         if not follow:
@@ -358,12 +362,12 @@ def logs(
             return
 
 
-def _open(runs: Path | None, job_id: int) -> Any:
+def _open(runs: Path | None, job_id: int, readonly: bool = False) -> Any:
     from lab.errors import NotFoundError
     from lab.queue import JobQueue
 
     path = runs_dir(runs)
-    queue = JobQueue.open(path, create=False)
+    queue = JobQueue.open(path, create=False, readonly=readonly)
     if queue is None:
         raise NotFoundError(f"no job {job_id}: {path} has no queue yet",
                             hint="queue jobs with `lab submit`")

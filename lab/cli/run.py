@@ -105,12 +105,17 @@ def _print_result(run_id: str, result: dict, json_out: bool) -> None:
 
 def resume(
     run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, prefix or 'latest'.")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Resume even if config.json was edited since the checkpoint in a field "
+        "that changes training: config.json wins, and status.json records the change "
+        "(config_forced).")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     runs: RunsDirOpt = None,
     data: DataDirOpt = None,
 ) -> None:
-    """Continue an interrupted run from its last checkpoint."""
+    """Continue an interrupted run from its last checkpoint, with the config it was trained
+    with (a config.json edited since is refused unless --force)."""
     from lab.launch.run import resume_run
     from lab.runs import resolve_run
     from lab.views.progress import ProgressPrinter
@@ -120,7 +125,7 @@ def resume(
     with ProgressPrinter(err, config.label, quiet=quiet) as progress, SignalStop() as stop:
         try:
             result = resume_run(run_dir, data_dir(data), emit=progress, should_stop=stop,
-                                progress="quiet" if quiet else "auto")
+                                progress="quiet" if quiet else "auto", force=force)
         except KeyboardInterrupt as exc:
             _interrupted(run_dir.id, exc)
             raise typer.Exit(130) from None

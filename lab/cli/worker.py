@@ -90,7 +90,7 @@ def status(json_out: JsonOpt = False, runs: RunsDirOpt = None) -> None:
     from lab.queue import JobQueue
     from lab.queue.actions import worker_summary
 
-    queue = JobQueue.open(runs_dir(runs), create=False)
+    queue = JobQueue.open(runs_dir(runs), create=False, readonly=True)
     rows = []
     if queue is not None:
         with queue:

@@ -46,7 +46,7 @@ def build_parts(config: RunConfig, num_classes: int, steps_per_epoch: int,
     """Everything on `device`, unwrapped (`net` is the model until `wrap`)."""
     model = build_model(config, num_classes)
     if dist.rank:  # the same initial weights (DDP copies rank 0's), other dropout draws
-        torch.manual_seed(config.seed * 7919 + dist.rank)
+        torch.manual_seed((config.seed * 7919 + dist.rank) % 2**64)  # torch takes < 2**64
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)

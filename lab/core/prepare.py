@@ -18,7 +18,7 @@ from lab.core.collectives import Dist
 from lab.data import Dataset, Split, load_dataset, make_split
 from lab.data.augment import AugmentSpec
 from lab.data.loader import DeviceLoader
-from lab.errors import DataError
+from lab.errors import ConfigError, DataError
 
 
 @dataclass
@@ -38,15 +38,40 @@ class Prepared:
 def split_data(config: RunConfig, data_dir: Path) -> tuple[Dataset, Split, np.ndarray, np.ndarray]:
     """The data set, its seeded split, and the test images and labels (official or split off)."""
     data = load_dataset(config.dataset, data_dir)
+    split = checked_split(config, data)
+    if data.test_x is not None:
+        return data, split, data.test_x, data.test_y
+    return data, split, data.train_x[split.test], data.train_y[split.test]
+
+
+def checked_split(config: RunConfig, data: Dataset) -> Split:
+    """The seeded split, refused when the run could not train on it: a part left empty (for
+    each of `nproc` processes: validation and test are dealt in chunks), or a training batch
+    of one image where ResNet18's last BatchNorm sees a 1x1 map (image_size <= 32), which
+    torch refuses in training mode. The launcher's preflight calls this before a run
+    directory exists, so such a config fails with one line and leaves nothing behind."""
     has_test = data.test_x is not None
     split = make_split(data.train_y, has_test, config.train_fraction, config.val_fraction,
                        config.split_seed)
-    if len(split.train) == 0 or len(split.val) == 0:
-        raise DataError(f"data set {data.name!r} is too small to split "
-                        f"({len(data.train_y)} images)")
-    if has_test:
-        return data, split, data.test_x, data.test_y
-    return data, split, data.train_x[split.test], data.train_y[split.test]
+    world = config.nproc
+    parts = {"training": len(split.train), "validation": len(split.val),
+             "test": len(data.test_y) if has_test else len(split.test)}
+    if any(n < (1 if part == "training" else world) for part, n in parts.items()):
+        counts = ", ".join(f"{n} {part}" for part, n in parts.items())
+        each = f" (for each of {world} processes)" if world > 1 else ""
+        raise DataError(f"data set {data.name!r} is too small to split ({len(data.train_y)} "
+                        f"images give {counts}; every part needs an image{each})",
+                        hint="add images, or change train_fraction / val_fraction")
+    per = config.batch_size // world
+    shard = -(-parts["training"] // world)
+    if config.model == "resnet18" and config.image_size <= 32 and 1 in (per, shard % per):
+        better = next((b for b in range(max(2, per + 1), per + 1000) if shard % b != 1), per)
+        raise ConfigError(
+            f"batch_size={config.batch_size} leaves a training batch of one image "
+            f"({parts['training']} training images), which ResNet18's BatchNorm cannot train on "
+            f"at image_size {config.image_size} (its last feature map is 1x1)",
+            hint=f"use --batch-size {better * world} or an --image-size above 32")
+    return split
 
 
 def prepare_data(config: RunConfig, data_dir: Path, device: torch.device,

@@ -30,7 +30,7 @@ from lab.core.parts import Parts, build_parts
 from lab.core.prepare import Prepared, prepare_data
 from lab.errors import LabError, RunFailed
 from lab.launch.hooks import Checkpointer, EventLog, Gallery, Meter, Progress, StatusFile, restore
-from lab.runs import RunDir, State, atomic_write_json, checkpoint, now_iso
+from lab.runs import RunDir, State, atomic_write_json, checkpoint, now_iso, process_start
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -109,9 +109,10 @@ def _train(s: _Setup, config: RunConfig, run: RunDir, emit: Emit,
            should_stop: Callable[[], bool] | None, t_start: float, dist: Dist) -> dict[str, Any]:
     parts, data, position = s.parts, s.data, s.position
     if dist.main:
-        run.update_status(state=State.RUNNING, pid=os.getpid(), host=platform.node(),
-                          started=now_iso(), device=str(parts.device), error=None,
-                          **({"world_size": dist.world} if dist.active else {}))
+        run.update_status(state=State.RUNNING, pid=os.getpid(), pid_start=process_start(),
+                          host=platform.node(), started=now_iso(), device=str(parts.device),
+                          error=None, **({"world_size": dist.world} if dist.active else {}),
+                          **_forced_change(s, config))
     parts.wrap(config, dist)
     meter, gallery = Meter(data.train_images), Gallery(run, config, parts, data, emit)
     main_only = dist.main or None
@@ -142,6 +143,18 @@ def _train(s: _Setup, config: RunConfig, run: RunDir, emit: Emit,
                       finished=now_iso(), gradcam_error=gallery.error)
     emit({"event": "done", "result": result})
     return result
+
+
+def _forced_change(s: _Setup, config: RunConfig) -> dict[str, Any]:
+    """`config_forced` for status.json when a resume went on with a config.json that differs
+    from its checkpoint's config (`lab resume --force`: config.json wins): each field's
+    value in the checkpoint and the value used from here on."""
+    saved = s.resumed.state.get("config") if s.resumed is not None else None
+    diff = config.training_differences(saved) if isinstance(saved, dict) else {}
+    if not diff:
+        return {}
+    return {"config_forced": {name: {"checkpoint": old, "config": new}
+                              for name, (old, new) in diff.items()}}
 
 
 def _opening_event(s: _Setup, config: RunConfig, run: RunDir, hooks: Hooks, emit: Emit,

@@ -21,6 +21,7 @@ from lab.runs.store import (
     new_run,
     now_iso,
     pid_alive,
+    process_start,
     read_json,
     read_jsonl,
     read_jsonl_counted,
@@ -32,6 +33,6 @@ from lab.runs.store import (
 __all__ = [
     "CLAIMABLE", "JOB_FINISHED", "JOB_STATES", "RUN_FINISHED", "RUN_STATES", "RUN_ID_RE", "RunDir",
     "State", "append_jsonl", "atomic_write_bytes", "atomic_write_json", "check_event",
-    "default_runs_dir", "list_runs", "new_run", "now_iso", "pid_alive", "read_json", "read_jsonl",
-    "read_jsonl_counted", "resolve_run", "summarize", "validate_run_ref",
+    "default_runs_dir", "list_runs", "new_run", "now_iso", "pid_alive", "process_start",
+    "read_json", "read_jsonl", "read_jsonl_counted", "resolve_run", "summarize", "validate_run_ref",
 ]

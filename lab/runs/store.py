@@ -186,19 +186,57 @@ class RunDir:
         atomic_write_bytes(self.metrics_path, body.encode())
 
     def live_state(self) -> str:
-        """The state a reader should show: a 'running' run whose process is gone is interrupted."""
+        """The state a reader should show: a 'running' run whose process is gone is interrupted
+        (and so is one whose pid now belongs to another process: see `pid_alive`)."""
         status = self.status()
         state = status.get("state", State.CREATED)
         if state in (State.CREATED, State.RUNNING) and "pid" in status and \
-                not pid_alive(status.get("pid"), status.get("host")):
+                not pid_alive(status.get("pid"), status.get("host"), status.get("pid_start")):
             return State.INTERRUPTED.value
         return state
 
 
-def pid_alive(pid: Any, host: Any = None) -> bool:
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 on), or None without it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_start(pid: int | None = None) -> str | None:
+    """What tells a process from a later one that reuses its pid: the boot's id and the start
+    time in clock ticks after boot (/proc/PID/stat, field 22), or psutil's create time where
+    there is no /proc; None when neither can tell. Recorded with the pid in status.json."""
+    pid = os.getpid() if pid is None else pid
+    fields = _proc_stat(pid)
+    if fields is not None and len(fields) > 19:
+        return f"{_boot_id()}:{fields[19]}"
+    try:
+        import psutil  # optional: not a dependency
+    except ImportError:
+        return None
+    try:
+        return f"psutil:{psutil.Process(pid).create_time():.3f}"
+    except Exception:  # noqa: BLE001 - gone, or not ours to ask
+        return None
+
+
+def pid_alive(pid: Any, host: Any = None, started: Any = None) -> bool:
     """Whether a process still runs. A zombie counts as dead: where nothing reaps orphans (some
-    container inits), a killed job process stays a zombie and would otherwise look alive."""
-    if not isinstance(pid, int) or pid <= 0:
+    container inits), a killed job process stays a zombie and would otherwise look alive.
+    With `started` (a `process_start` token recorded with the pid), a process whose start
+    differs is another one that got the pid later, so the recorded one is dead; a record
+    without it (an older lab) is judged by the pid alone."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     if host and host != os.uname().nodename:
         return True  # another machine's process: we cannot tell, so trust the record
@@ -207,13 +245,19 @@ def pid_alive(pid: Any, host: Any = None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return not Path("/proc/self").exists()  # no /proc (macOS): kill(0) is all we know
-    fields = stat.rpartition(")")[2].split()
-    return not fields or fields[0] not in ("Z", "X")
+        pass
+    except (OverflowError, OSError):  # a pid no kernel hands out
+        return False
+    fields = _proc_stat(pid)
+    if fields is None and Path("/proc/self").exists():
+        return False  # /proc exists but not this pid: it has just gone
+    if fields and fields[0] in ("Z", "X"):
+        return False
+    if isinstance(started, str) and started:
+        now = process_start(pid)
+        if now is not None and now != started:
+            return False
+    return True
 
 
 def validate_run_ref(ref: str) -> str:
@@ -238,7 +282,7 @@ def new_run(runs_dir: Path, config: RunConfig) -> RunDir:
         # The status first, with our pid: a run is listed once its config exists, and if this
         # process dies before training starts, readers see it as interrupted, not "created".
         run.update_status(state=State.CREATED, created=now_iso(), epoch=0, step=0,
-                          pid=os.getpid(), host=os.uname().nodename)
+                          pid=os.getpid(), pid_start=process_start(), host=os.uname().nodename)
         atomic_write_bytes(run.config_path, (config.to_json() + "\n").encode())
         return run
     raise RuntimeError("could not allocate a run id")

@@ -229,7 +229,7 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
         if slurm:
             cells.append(" ".join(str(v) for v in (r.get("slurm_id"), r.get("slurm_state"))
                                   if v) or "–")
-        table.add_row(*cells, note)
+        table.add_row(*cells, Text(note))  # an error message is plain text, never markup
     if not rows:
         table.caption = "no jobs: queue some with `lab submit --level 3`"
     return table

@@ -102,7 +102,9 @@ def resume_run(run: RunDir, data_dir: Path, emit: Emit | None = None,
                should_stop: Callable[[], bool] | None = None, progress: str = "auto",
                job: int | None = None) -> dict[str, Any]:
     """Continue an interrupted or failed run from its last checkpoint (or from the start),
-    with as many processes as it was started with."""
+    with as many processes as it was started with. Every record is checked first: a corrupt
+    one is a DataError before anything is written."""
+    run.check_records()
     config = run.config()
     ranked = distributed.from_env()
     if ranked is not None and ranked.active:

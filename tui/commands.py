@@ -105,10 +105,9 @@ def show(
 def _locate(gradcam_dir: Path, gallery: str | None, file: str | None) -> tuple[Path, str]:
     """The PNG to show and its caption; only files listed in a gallery index can be named."""
     from lab.errors import NotFoundError
-    from lab.explain.index import read_galleries
-    from lab.runs import read_json
+    from lab.explain.index import read_galleries, read_gallery
 
-    galleries = read_galleries(gradcam_dir)
+    galleries = read_galleries(gradcam_dir)  # indexes checked against their shapes
     if not galleries:
         raise NotFoundError(f"{gradcam_dir.parent.name} has no Grad-CAM gallery",
                             hint=f"make one with `lab gradcam {gradcam_dir.parent.name}`")
@@ -117,7 +116,9 @@ def _locate(gradcam_dir: Path, gallery: str | None, file: str | None) -> tuple[P
         if not galleries:
             raise NotFoundError(f"no gallery {gallery!r} in this run")
     for entry in galleries:
-        index = read_json(gradcam_dir / entry["name"] / "index.json") or {}
+        index = read_gallery(gradcam_dir, entry["name"])
+        if index is None:
+            continue
         header = f"{entry['name']}: {index.get('method')} on {index.get('layer')}"
         if file is None:
             if not index.get("grid"):
@@ -127,7 +128,7 @@ def _locate(gradcam_dir: Path, gallery: str | None, file: str | None) -> tuple[P
                     "\nlabels: true>predicted confidence")
             return gradcam_dir / entry["name"] / index["grid"], text
         name = Path(file).name
-        for item in index.get("items", []):
+        for item in index["items"]:
             if item["file"] == name:
                 text = (f"{header}\n{item['caption']}\ntest image #{item['test_index']}\n"
                         f"{'right' if item['correct'] else 'WRONG'}")

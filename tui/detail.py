@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.runs import RunDir, read_json
+from lab.errors import LabError
+from lab.runs import RunDir
 from lab.views.states import weakest_classes
 from tui.model import Row, read_events, run_stamp
 
@@ -56,20 +57,22 @@ def load_detail(runs_dir: Path, row: Row) -> RunDetail:
         return detail
     run = RunDir(runs_dir / row.run_id)
     detail.stamp = run_stamp(run.path, job_log)
-    for name, read in (("config.json", lambda: read_json(run.config_path)),
-                       ("status.json", lambda: read_json(run.status_path) or {}),
-                       ("result.json", lambda: read_json(run.result_path))):
+    # the readers of lab.runs check each record against its schema: a corrupt one is an
+    # error on this run's tabs, and what the tabs get is always of the right shape
+    for name, read in (("config.json", lambda: run.config().to_dict()),
+                       ("status.json", run.status),
+                       ("result.json", run.result)):
         try:
             value = read()
-        except Exception as exc:  # noqa: BLE001 - shown on this run only
+        except (LabError, OSError) as exc:  # shown on this run only
             detail.errors.append(f"{name}: {exc}")
             continue
-        if name == "config.json" and value is not None:
+        if name == "config.json":
             detail.config = value
         elif name == "status.json":
-            detail.status = value if isinstance(value, dict) else {}
-        elif name == "result.json":
-            detail.result = value if isinstance(value, dict) else None
+            detail.status = value
+        else:
+            detail.result = value
     detail.events, detail.bad_lines = read_events(run.metrics_path)
     if detail.bad_lines:
         detail.errors.append(f"metrics.jsonl: {detail.bad_lines} unreadable line(s) skipped "
@@ -94,32 +97,34 @@ def weakest(per_class: list[dict[str, Any]], n: int = 3) -> list[str]:
 
 
 def read_galleries(gradcam_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Galleries with their items and absolute PNG paths (only files the index names).
+    """Galleries with their items and absolute PNG paths (only files the index names), and
+    what could not be read. Through `lab.explain.index`, which checks each index's shape and
+    does not import torch."""
+    from lab.explain import index as gallery_index
 
-    Read here rather than through `lab.explain.gradcam`, which imports torch at module level."""
-    errors: list[str] = []
     try:
-        index = read_json(gradcam_dir / "index.json") or {}
-        entries = index.get("galleries", []) if isinstance(index, dict) else []
-    except Exception as exc:  # noqa: BLE001
+        entries = gallery_index.read_galleries(gradcam_dir)
+    except (LabError, OSError) as exc:
         return [], [f"gradcam/index.json: {exc}"]
+    errors: list[str] = []
     galleries = []
     for entry in entries:
-        name = str(entry.get("name", ""))
+        name = entry["name"]
         folder = gradcam_dir / name
-        if not name or "/" in name or ".." in name or not folder.is_dir():
+        if not folder.is_dir():
             continue
         try:
-            gindex = read_json(folder / "index.json") or {}
-        except Exception as exc:  # noqa: BLE001
+            gindex = gallery_index.read_gallery(gradcam_dir, name)
+        except (LabError, OSError) as exc:
             errors.append(f"gradcam/{name}/index.json: {exc}")
             continue
-        items = [{**item, "path": folder / Path(str(item.get("file", ""))).name}
-                 for item in gindex.get("items", []) if isinstance(item, dict)]
+        if gindex is None:
+            continue
+        items = [{**item, "path": folder / item["file"]} for item in gindex["items"]]
         grid = gindex.get("grid")
         galleries.append({"name": name, "method": gindex.get("method", entry.get("method")),
                           "layer": gindex.get("layer"), "items": items,
-                          "grid": folder / Path(str(grid)).name if grid else None})
+                          "grid": folder / grid if grid else None})
     return galleries, errors
 
 

@@ -70,6 +70,7 @@ class ComparisonLoaded(Message):
     """The compare screen's rows and curves, read off the UI thread (or why they could not be)."""
 
     def __init__(self, rows: list[dict[str, Any]], epochs: dict[str, list[dict]],
-                 error: str | None) -> None:
+                 error: str | None, notes: list[str] | None = None) -> None:
         super().__init__()
         self.rows, self.epochs, self.error = rows, epochs, error
+        self.notes = notes or []  # runs left out because a record of theirs is corrupt

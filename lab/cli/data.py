@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from lab.cli.common import DataDirOpt, JsonOpt, data_dir, err, out, print_json
 
@@ -91,10 +93,10 @@ def info(json_out: JsonOpt = False, data: DataDirOpt = None) -> None:
     table = Table(title=f"Data sets in {target}", title_justify="left")
     for col in ("name", "classes", "train", "test", "size", "official", "source"):
         table.add_column(col)
-    for m in manifests:
-        table.add_row(m["name"], str(len(m["classes"])), str(m["counts"].get("train")),
+    for m in manifests:  # strings from a manifest are plain text, never Rich markup
+        table.add_row(Text(m["name"]), str(len(m["classes"])), str(m["counts"].get("train")),
                       str(m["counts"].get("test") or "–"), "×".join(map(str, m["image_size"])),
-                      "yes" if m.get("official") else "no", str(m.get("source")))
+                      "yes" if m.get("official") else "no", Text(str(m.get("source"))))
     table.add_row("digits", "10", "1797", "– (split)", "32×32", "bundled", "scikit-learn")
     out.print(table)
 
@@ -107,7 +109,8 @@ def _report(manifest: dict[str, Any], target: Path, json_out: bool) -> None:
     out.print(f"[green]cached[/] {manifest['name']} in {target / manifest['name']}: "
               f"{counts.get('train')} train / {counts.get('test') or 0} test images, "
               f"{len(manifest['classes'])} classes, {'×'.join(map(str, manifest['image_size']))}")
+    reason = escape(str(manifest.get("official_reason") or ""))
     if manifest.get("official"):
-        out.print(f"official release: {manifest.get('official_reason', 'checksum matches')}")
+        out.print(f"official release: {reason or 'checksum matches'}")
     else:
-        out.print(f"[yellow]not the official release[/]: {manifest.get('official_reason', '')}")
+        out.print(f"[yellow]not the official release[/]: {reason}")

@@ -259,7 +259,7 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
                 if r.get("requeues") else None
             cells.append(" ".join(str(v) for v in (r.get("slurm_id"), r.get("slurm_state"),
                                                    requeued) if v) or "–")
-        table.add_row(*cells, note)
+        table.add_row(*cells, Text(note))  # an error message is plain text, never markup
     if not rows:
         table.caption = "no jobs: queue some with `lab submit --level 3`"
     return table

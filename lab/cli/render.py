@@ -1,10 +1,14 @@
-"""Rich renderables for the CLI: tables built from rows the engine computed, nothing more."""
+"""Rich renderables for the CLI: tables built from rows the engine computed, nothing more.
+
+Every string that comes from a record goes in as `Text`, never as a markup string: a class name
+or a path like `[/]` would otherwise be read as Rich markup and stop the table with an error."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -20,7 +24,7 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison",
     setups = {f"{r['dataset']}, {r['image_size']}px, {r['epochs']} epochs" for r in rows}
     shared = len(setups) == 1
     if shared:
-        title = f"{title} ({setups.pop()})"
+        title = f"{title} ({escape(setups.pop())})"
     wide = width >= 110
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("L", justify="right", no_wrap=True)
@@ -38,13 +42,13 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison",
         delta = r.get("delta_vs_l1")
         delta_text = Text("–") if delta is None else Text(
             f"{100 * delta:+.2f}", style="green" if delta > 0 else "red" if delta < 0 else "")
-        cells: list[Any] = [str(r["level"] or "–"), r["model"], r["augmentation"],
-                            _fmt(r["weight_decay"])]
+        cells: list[Any] = [str(r["level"] or "–"), Text(str(r["model"])),
+                            Text(str(r["augmentation"])), _fmt(r["weight_decay"])]
         if not shared:
-            cells.append(f"{r['dataset']} {r['image_size']}px {r['epochs']}ep")
+            cells.append(Text(f"{r['dataset']} {r['image_size']}px {r['epochs']}ep"))
         cells += [Text(pct(r["test_acc"]), style="bold"), delta_text, pct(r["seed_acc"])]
         if wide:
-            cells.append(r["run_id"])
+            cells.append(Text(str(r["run_id"])))
         table.add_row(*cells)
     notes = ["Δ in percentage points", "Study: the seed's CIFAR-10 result"]
     if not rows:
@@ -85,8 +89,8 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         state = r["state"]
         note = f" ({r['error']})" if r.get("error") and state in (State.FAILED, "corrupt") else ""
-        table.add_row(r["run_id"], str(r.get("level") or "–"), r.get("model") or "?",
-                      r.get("dataset") or "?", Text(state + note, style=look(state).style),
+        table.add_row(Text(r["run_id"]), str(r.get("level") or "–"), Text(r.get("model") or "?"),
+                      Text(r.get("dataset") or "?"), Text(state + note, style=look(state).style),
                       f"{r.get('epoch', 0)}/{r.get('epochs') or '?'}", pct(r.get("val_acc")),
                       Text(pct(r.get("test_acc")), style="bold"))
     if not rows:
@@ -114,7 +118,7 @@ def confusion_table(confusion: list[list[int]], classes: list[str]) -> Table:
     table.add_column("")
     short = [c[:5] for c in classes]
     for name in short:
-        table.add_column(name, justify="right")
+        table.add_column(Text(name), justify="right")
     for i, row in enumerate(confusion):
         total = sum(row) or 1
         cells = []
@@ -127,7 +131,7 @@ def confusion_table(confusion: list[list[int]], classes: list[str]) -> Table:
                 share = value / total
                 cells.append(Text(str(value), style="bold red" if share >= 0.1 else
                                   "red" if share >= 0.03 else "yellow"))
-        table.add_row(short[i], *cells)
+        table.add_row(Text(short[i]), *cells)
     return table
 
 
@@ -136,7 +140,8 @@ def confused_pairs_table(pairs: list[dict[str, Any]], top: int = 5) -> Table:
     for name in ("true", "predicted as", "count", "share of class"):
         table.add_column(name, justify="right" if name in ("count", "share of class") else "left")
     for p in pairs[:top]:
-        table.add_row(p["true"], p["predicted"], str(p["count"]), pct(p["share"], 1))
+        table.add_row(Text(p["true"]), Text(p["predicted"]), str(p["count"]),
+                      pct(p["share"], 1))
     return table
 
 
@@ -148,7 +153,7 @@ def config_table(config: dict[str, Any], status: dict[str, Any], columns: int = 
         table.add_column(min_width=10)
     state = status.get("state", "?")
     items: list[tuple[str, Any]] = [
-        (key, _fmt(config.get(key))) for key in (
+        (key, Text(_fmt(config.get(key)))) for key in (
             "level", "model", "weights", "dataset", "image_size", "augment", "dropout",
             "optimizer", "lr", "weight_decay", "batch_size", "epochs", "seed", "device",
             "precision")]

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from lab.cli.common import JsonOpt, RunsDirOpt, color_enabled, out, print_json, runs_dir
+from lab.cli.common import (
+    JsonOpt,
+    RunsDirOpt,
+    color_enabled,
+    err,
+    out,
+    pct,
+    print_json,
+    runs_dir,
+)
 
 
 def runs(json_out: JsonOpt = False, runs_path: RunsDirOpt = None) -> None:
@@ -28,6 +37,8 @@ def show(
     runs_path: RunsDirOpt = None,
 ) -> None:
     """A run in full: config, curves, per-class table, confusion matrix, most-confused pairs."""
+    from rich.markup import escape
+
     import lab.cli.render as render
     from lab.runs import resolve_run
     from lab.views.charts import epoch_chart
@@ -52,10 +63,11 @@ def show(
     if not result:
         out.print(f"no test result yet (state: {run.live_state()})")
         return
-    out.print(f"test accuracy [bold]{100 * result['test_acc']:.2f}%[/]  "
-              f"best val {100 * result['best_val_acc']:.2f}%  "
-              f"train {result['throughput']['train_images_per_s'] or 0:,.0f} img/s  "
-              f"{result['timings']['total_seconds']:.0f}s on {result['device']}")
+    timings, speed = result.get("timings") or {}, result.get("throughput") or {}
+    out.print(f"test accuracy [bold]{pct(result['test_acc'])}[/]  "
+              f"best val {pct(result.get('best_val_acc'))}  "
+              f"train {speed.get('train_images_per_s') or 0:,.0f} img/s  "
+              f"{timings.get('total_seconds') or 0:.0f}s on {escape(result.get('device', '?'))}")
     weakest = weakest_classes(result["per_class"])
     out.print(render.per_class_table(result["per_class"], weakest))
     out.print(render.confusion_table(result["confusion"], result["classes"]))
@@ -79,7 +91,10 @@ def compare(
     from lab.cli.render import comparison_table
     from lab.views.compare import comparison
 
-    rows = comparison(runs_dir(runs_path), run_refs or None)
+    def left_out(_run_id: str, why: str) -> None:
+        err.print(f"lab: note: left out of the comparison: {why}", markup=False, soft_wrap=True)
+
+    rows = comparison(runs_dir(runs_path), run_refs or None, on_skip=left_out)
     if json_out:
         print_json(rows)
     else:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lab.errors import ConfigError, DataError, NotFoundError
+from lab.shapes import ANY, BOOL, COUNT, STR, Int, ListOf, Maybe, Obj, problem
 
 MANIFEST = "manifest.json"
 DATA = "data.npz"
@@ -191,20 +192,36 @@ def swap_into_place(staging: Path, final: Path) -> None:
                 shutil.rmtree(parked, ignore_errors=True)
 
 
+# What every reader of a manifest uses; other fields (a newer lab's) are allowed.
+MANIFEST_SHAPE = Obj(
+    required={"name": STR, "classes": ListOf(STR, min_len=1),
+              "counts": Obj({"train": COUNT}, {"test": Maybe(COUNT)}),
+              "image_size": ListOf(Int(1, 2**31 - 1), min_len=2, max_len=2)},
+    optional={"manifest_version": COUNT, "source": Maybe(STR), "source_sha256": Maybe(STR),
+              "official": BOOL, "official_reason": Maybe(STR), "format": Maybe(STR),
+              "data_sha256": Maybe(STR), "created": Maybe(STR), "resized": ANY,
+              "source_fingerprint": ANY, "mirror_safe": BOOL})
+
+
 def read_manifest(data_dir: Path, name: str) -> dict:
-    """The manifest of a cached set; NotFoundError when the set is not there."""
+    """The manifest of a cached set, checked against `MANIFEST_SHAPE`; NotFoundError when the
+    set is not there, DataError (with the way to rebuild it) when the manifest is corrupt."""
     check_name(name)
     path = data_dir / name / MANIFEST
     if not path.is_file():
         raise NotFoundError(f"dataset '{name}' is not in {data_dir}", hint=_missing_hint(name))
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise DataError(
-            f"cannot read {path}: {e}", hint=reimport_hint({"name": name, "source": None})
-        ) from e
-    if not isinstance(manifest, dict):
-        raise DataError(f"{path} is not a manifest", hint=reimport_hint({"name": name}))
+            f"cannot read {path}: {type(e).__name__}: {e}"[:300],
+            hint=reimport_hint({"name": name, "source": None}),
+        ) from None
+    why = problem(manifest, MANIFEST_SHAPE)
+    if why is not None:
+        source = manifest.get("source") if isinstance(manifest, dict) else None
+        hint = reimport_hint({"name": name, "source": source if isinstance(source, str) else None})
+        raise DataError(f"{path} is corrupt: {why}"[:300], hint=hint)
     return manifest
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 import shutil
 import tempfile
@@ -30,7 +29,8 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from lab.data.store import swap_into_place
-from lab.errors import ConfigError
+from lab.errors import ConfigError, DataError
+from lab.explain.index import entry_of, read_galleries, scan_galleries
 from lab.runs import atomic_write_json, now_iso
 
 METHODS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "scorecam": "ScoreCAM",
@@ -241,14 +241,10 @@ def write_gallery(gradcam_dir: Path, *, model: nn.Module, layer: nn.Module,
 
 
 def _update_run_index(gradcam_dir: Path, gallery: dict[str, Any]) -> None:
-    path = gradcam_dir / "index.json"
+    """Put `gallery` first in the run's list; a corrupt list is rebuilt from the folders."""
     try:
-        galleries = json.loads(path.read_text()).get("galleries", [])
-    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
-        galleries = []
-    galleries = [g for g in galleries if g.get("name") != gallery["name"]]
-    entry = {"name": gallery["name"], "method": gallery["method"], "layer": gallery["layer"],
-             "grid": f"{gallery['name']}/grid.png" if gallery["grid"] else None,
-             "count": len(gallery["items"]), "filter": gallery["filter"],
-             "created": gallery["created"]}
-    atomic_write_json(path, {"galleries": [entry, *galleries]})
+        galleries = read_galleries(gradcam_dir)
+    except DataError:
+        galleries = scan_galleries(gradcam_dir)
+    galleries = [g for g in galleries if g["name"] != gallery["name"]]
+    atomic_write_json(gradcam_dir / "index.json", {"galleries": [entry_of(gallery), *galleries]})

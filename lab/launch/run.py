@@ -149,9 +149,11 @@ def resume_run(run: RunDir, data_dir: Path, emit: Emit | None = None,
                should_stop: Callable[[], bool] | None = None, progress: str = "auto",
                job: int | None = None, force: bool = False) -> dict[str, Any]:
     """Continue an interrupted or failed run from its last checkpoint (or from the start),
-    with as many processes as it was started with. Its config.json must still say what its
+    with as many processes as it was started with. Every record is checked first: a corrupt
+    one is a DataError before anything is written. Its config.json must still say what its
     checkpoint was trained with (fields that do not change training aside); `force` goes on
     with config.json and records the change in status.json (`config_forced`)."""
+    run.check_records()
     config = run.config()
     ranked = distributed.from_env()
     if ranked is not None and ranked.active:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.errors import ConfigError, NotFoundError
+from lab.errors import ConfigError, DataError, LabError, NotFoundError
 from lab.queue import slurm
 from lab.queue.jobs import CLAIMABLE, Job, JobQueue, WorkerRow, host_name
 from lab.queue.slurm import SlurmState
@@ -78,7 +78,10 @@ def job_summary(job: Job, runs_dir: Path, seen: SlurmState | None = None) -> dic
             run = RunDir(Path(runs_dir) / validate_run_ref(job.run_id))
             status = run.status()
             result = run.result() or {}
-        except Exception:  # noqa: BLE001 - a missing or corrupt run marks this row only
+        except DataError as exc:  # a corrupt record marks this row only
+            row.update(run_state="corrupt", run_error=str(exc))
+            return row
+        except (LabError, OSError):  # its run directory is gone
             row["run_state"] = "missing"
             return row
         row.update(epoch=int(status.get("epoch") or 0), run_state=run.live_state(),

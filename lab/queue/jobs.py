@@ -35,6 +35,7 @@ from lab.errors import ConfigError, NotFoundError
 from lab.queue.db import QueueDB
 from lab.runs import CLAIMABLE as CLAIMABLE  # re-exported: the queue's vocabulary
 from lab.runs import JOB_FINISHED, State, pid_alive
+from lab.shapes import ascii_int
 
 FINISHED = JOB_FINISHED
 MAX_PRIORITY = 1_000_000
@@ -69,10 +70,11 @@ def job_log_path(runs_dir: Path, job_id: int) -> Path:
 
 def parse_job_id(ref: str | int) -> int:
     """`12` or `#12`; anything else is a usage error, before the database is touched."""
-    text = str(ref).strip().removeprefix("#")
-    if not text.isdigit() or not 0 < int(text) < 2**62:
-        raise ConfigError(f"{ref!r} is not a job id (a number, as `lab queue` shows)")
-    return int(text)
+    value = ascii_int(str(ref).strip().removeprefix("#"))  # ASCII digits only: not `²`
+    if value is None or value == 0:
+        shown = repr(ref) if len(str(ref)) <= 24 else repr(f"{str(ref)[:20]}...")
+        raise ConfigError(f"{shown} is not a job id (a number, as `lab queue` shows)")
+    return value
 
 
 # The same rule as `slots_needed`, for the claim query (configs are stored as JSON).

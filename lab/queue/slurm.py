@@ -44,6 +44,7 @@ from lab.config import RunConfig
 from lab.errors import ConfigError, NotFoundError, RunFailed
 from lab.queue.jobs import FINISHED, Job, JobQueue, iso, job_log_path, now_text
 from lab.runs import RunDir, State, atomic_write_bytes, validate_run_ref
+from lab.shapes import ascii_int
 
 # Slurm's job states (squeue %T, sacct State) as lab job states. Anything else is left alone.
 SLURM_STATES = {
@@ -690,7 +691,7 @@ def _run_state(job: Job, runs_dir: Path) -> str | None:
 
 def _id_key(slurm_id: str) -> tuple[int, str]:
     head = slurm_id.split("_")[0]
-    return (int(head) if head.isdigit() else 0, slurm_id)
+    return (ascii_int(head) or 0, slurm_id)
 
 
 def _run(argv: list[str],

@@ -8,7 +8,10 @@ from lab.runs.schema import (
     RUN_FINISHED,
     RUN_STATES,
     State,
+    check_config,
     check_event,
+    check_result,
+    check_status,
 )
 from lab.runs.store import (
     RUN_ID_RE,
@@ -25,6 +28,7 @@ from lab.runs.store import (
     read_json,
     read_jsonl,
     read_jsonl_counted,
+    read_record,
     resolve_run,
     summarize,
     validate_run_ref,
@@ -32,7 +36,8 @@ from lab.runs.store import (
 
 __all__ = [
     "CLAIMABLE", "JOB_FINISHED", "JOB_STATES", "RUN_FINISHED", "RUN_STATES", "RUN_ID_RE", "RunDir",
-    "State", "append_jsonl", "atomic_write_bytes", "atomic_write_json", "check_event",
-    "default_runs_dir", "list_runs", "new_run", "now_iso", "pid_alive", "process_start",
-    "read_json", "read_jsonl", "read_jsonl_counted", "resolve_run", "summarize", "validate_run_ref",
+    "State", "append_jsonl", "atomic_write_bytes", "atomic_write_json", "check_config",
+    "check_event", "check_result", "check_status", "default_runs_dir", "list_runs", "new_run",
+    "now_iso", "pid_alive", "process_start", "read_json", "read_jsonl", "read_jsonl_counted",
+    "read_record", "resolve_run", "summarize", "validate_run_ref",
 ]

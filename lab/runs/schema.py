@@ -1,16 +1,33 @@
-"""The vocabulary of the records: job and run states, and the events of `metrics.jsonl`.
+"""The vocabulary of the records: job and run states, the events of `metrics.jsonl`, and the
+shapes of `status.json`, `result.json` and `config.json`.
 
-Defined once here and used by the engine, the queue, the CLI and the TUI, so a state or an event
-field has one spelling. Events are plain dicts on disk (one JSON object a line); the TypedDicts
-say what each kind holds, and `check_event` is what every reader uses to decide whether a line
-is an event it can trust.
+Defined once here and used by the engine, the queue, the CLI and the TUI, so a state or a field
+has one spelling. Records are plain JSON on disk, which anyone can edit or cut short; the shapes
+below are what every reader checks before it uses one (`check_event` for a line of events,
+`check_status`, `check_result` and `check_config` for whole files), so a record of the wrong
+shape is reported as corrupt, naming the field, instead of failing somewhere in a view.
 """
 
 from __future__ import annotations
 
-import math
 from enum import Enum
 from typing import Any, TypedDict
+
+from lab.shapes import (
+    ANY,
+    BOOL,
+    COUNT,
+    INT,
+    NUM,
+    STR,
+    Int,
+    ListOf,
+    Maybe,
+    Obj,
+    OneOf,
+    Shape,
+    problem,
+)
 
 
 class State(str, Enum):
@@ -97,36 +114,85 @@ Event = StartEvent | ResumeEvent | StepEvent | EpochEvent | TestEvent
 
 # The type of each field a reader computes with, wherever it appears. A field may be missing
 # (an older lab wrote fewer); one that is present with another type makes the line unusable.
-_INT, _NUM = "int", "number"
-FIELD_TYPES: dict[str, str] = {
-    "epoch": _INT, "step": _INT, "batch": _INT, "epochs": _INT, "steps_per_epoch": _INT,
-    "loss": _NUM, "lr": _NUM, "train_loss": _NUM, "train_acc": _NUM, "val_loss": _NUM,
-    "val_acc": _NUM, "seconds": _NUM, "images_per_s": _NUM, "test_loss": _NUM, "test_acc": _NUM,
+FIELD_TYPES: dict[str, Shape] = {
+    "epoch": COUNT, "step": COUNT, "batch": COUNT, "epochs": COUNT, "steps_per_epoch": COUNT,
+    "loss": NUM, "lr": NUM, "train_loss": NUM, "train_acc": NUM, "val_loss": NUM,
+    "val_acc": NUM, "seconds": NUM, "images_per_s": NUM, "test_loss": NUM, "test_acc": NUM,
+    "time": STR, "device": STR, "precision": STR, "fallback": STR,
+    "classes": ListOf(STR), "notes": ListOf(STR), "split": Obj(),
 }
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+# The fields of each kind that readers index without checking (others they look up with .get).
+_EVENT_REQUIRED = {"step": ("epoch",), "epoch": ("epoch",), "resume": ("epoch",)}
+_EVENTS = {kind: Obj(dict.fromkeys(("event", *need), ANY), FIELD_TYPES)
+           for kind, need in _EVENT_REQUIRED.items()}
+_ANY_EVENT = Obj({"event": STR}, FIELD_TYPES)
 
 
 def check_event(obj: Any) -> str | None:
-    """Why `obj` is not a usable event, or None when it is: an object with a kind, whose
-    numeric fields (`FIELD_TYPES`) are finite numbers where present. Kinds this version does
-    not know pass: a newer lab may add some."""
-    if not isinstance(obj, dict):
-        return "not an object"
-    kind = obj.get("event")
-    if not isinstance(kind, str):
-        return "no event kind"
-    for name, kind_of in FIELD_TYPES.items():
-        if name in obj:
-            value = obj[name]
-            if kind_of == _INT and not _is_int(value):
-                return f"{kind} event: {name} is not an integer"
-            if kind_of == _NUM and not _is_number(value):
-                return f"{kind} event: {name} is not a finite number"
+    """Why `obj` is not a usable event, or None when it is: an object with a kind, the fields
+    its kind always has, and its known fields (`FIELD_TYPES`) of their types where present
+    (numbers finite and within 64 bits). Kinds this version does not know pass if their known
+    fields are well typed: a newer lab may add some."""
+    kind = obj.get("event") if isinstance(obj, dict) else None
+    return problem(obj, _EVENTS.get(kind, _ANY_EVENT) if isinstance(kind, str) else _ANY_EVENT)
+
+
+# ---- whole records -------------------------------------------------------------------------
+_TEXT = Maybe(STR)
+_PID = Int(-(2**31), 2**31 - 1)  # what os.kill accepts
+STATUS = Obj(
+    required={"state": OneOf(*RUN_STATES)},
+    optional={"epoch": COUNT, "step": COUNT, "pid": Maybe(_PID), "host": _TEXT, "error": _TEXT,
+              "created": _TEXT, "updated": _TEXT, "started": _TEXT, "finished": _TEXT,
+              "device": _TEXT, "job": Maybe(INT), "world_size": Maybe(COUNT),
+              "gradcam_error": _TEXT})
+
+_PER_CLASS = Obj({"class": STR, "precision": NUM, "recall": NUM, "f1": NUM, "support": COUNT})
+_PAIR = Obj({"true": STR, "predicted": STR, "count": COUNT, "share": NUM})
+# The fields the views draw from, written by every lab since the first version: required.
+# The others are typed where present (a hand-made or older result may lack them).
+RESULT = Obj(
+    required={"test_acc": NUM, "classes": ListOf(STR, min_len=1), "per_class": ListOf(_PER_CLASS),
+              "confusion": ListOf(ListOf(COUNT)), "most_confused": ListOf(_PAIR)},
+    optional={"run_id": STR, "level": Maybe(INT), "model": STR, "dataset": STR,
+              "best_val_acc": Maybe(NUM), "test_loss": Maybe(NUM),
+              "macro": Maybe(Obj({"precision": NUM, "recall": NUM, "f1": NUM})),
+              "timings": Obj(optional={k: Maybe(NUM) for k in (
+                  "train_seconds", "eval_seconds", "total_seconds")}),
+              "throughput": Obj(optional={k: Maybe(NUM) for k in (
+                  "train_images_per_s", "eval_images_per_s")}),
+              "epochs": COUNT, "split": Obj(), "notes": ListOf(STR), "augmentation": STR,
+              "device": STR, "precision": STR, "torch": STR, "finished": STR,
+              "world_size": COUNT, "sync_bn": BOOL})
+
+# The config fields written since the first version: a config.json without one of them was not
+# written by any lab. Later fields may be missing (an older run) and take their defaults.
+CONFIG_REQUIRED = ("model", "weights", "dataset", "image_size", "augment", "dropout",
+                   "optimizer", "lr", "weight_decay", "batch_size", "epochs", "seed", "device",
+                   "precision")
+CONFIG = Obj(required=dict.fromkeys(CONFIG_REQUIRED, ANY))
+
+
+def check_status(obj: Any) -> str | None:
+    """Why `obj` is not a usable `status.json`, or None."""
+    return problem(obj, STATUS)
+
+
+def check_result(obj: Any) -> str | None:
+    """Why `obj` is not a usable `result.json`, or None: the shape, and a confusion matrix and
+    per-class table that match the class list (the views draw one from the other)."""
+    why = problem(obj, RESULT)
+    if why is not None:
+        return why
+    n = len(obj["classes"])
+    if len(obj["confusion"]) != n or any(len(row) != n for row in obj["confusion"]):
+        return f"confusion is not {n} x {n} (a row and a column per class)"
+    if len(obj["per_class"]) > n:
+        return f"per_class has {len(obj['per_class'])} rows for {n} classes"
     return None
+
+
+def check_config(obj: Any) -> str | None:
+    """Why `obj` is not a `config.json` of a run, or None; its values are checked by
+    `RunConfig.from_dict`, which the reader calls next."""
+    return problem(obj, CONFIG)

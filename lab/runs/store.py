@@ -16,14 +16,16 @@ import re
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from lab.config import RunConfig
-from lab.errors import ConfigError, DataError, NotFoundError
-from lab.runs.schema import State, check_event
+from lab.errors import ConfigError, DataError, LabError, NotFoundError
+from lab.runs.schema import State, check_config, check_event, check_result, check_status
+from lab.shapes import MAX_DEPTH, too_deep
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -114,12 +116,36 @@ def read_jsonl_counted(path: Path) -> tuple[list[dict[str, Any]], int]:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON value in `path` (None when there is no file). Anything that is not JSON, or is
+    JSON no reader could use (numbers of thousands of digits, nesting that would overflow the
+    stack of whoever prints it), is a DataError naming the file."""
     try:
-        return json.loads(Path(path).read_text())
+        return _load_json(path)
     except FileNotFoundError:
         return None
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        value = json.loads(Path(path).read_text())
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge numbers
         raise DataError(f"{path} is corrupt: {type(exc).__name__}: {exc}"[:300]) from None
+    if too_deep(value):
+        raise DataError(f"{path} is corrupt: it nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def read_record(path: Path, check: Callable[[Any], str | None]) -> Any:
+    """A whole-file record checked against its schema (`lab.runs.schema`): None when there is
+    no file, the value when it is well formed, a DataError naming the file and field if not."""
+    try:
+        value = _load_json(path)
+    except FileNotFoundError:
+        return None
+    why = check(value)
+    if why is not None:
+        raise DataError(f"{path} is corrupt: {why}"[:300])
+    return value
 
 
 # ---- one run -------------------------------------------------------------------------------
@@ -152,19 +178,33 @@ class RunDir:
         return self.path / "checkpoint.pt"
 
     def config(self) -> RunConfig:
-        data = read_json(self.config_path)
+        """The run's config; a config.json that is not one is a DataError (exit 4), like any
+        corrupt record, not a usage error: nobody typed it on this command line."""
+        data = read_record(self.config_path, check_config)
         if data is None:
             raise NotFoundError(f"run {self.id} has no config.json")
-        return RunConfig.from_dict(data, strict=False)
+        try:
+            return RunConfig.from_dict(data, strict=False)
+        except ConfigError as exc:
+            raise DataError(f"{self.config_path} is corrupt: {exc.message}"[:300]) from None
 
     def status(self) -> dict[str, Any]:
-        return read_json(self.status_path) or {"state": State.CREATED.value}
+        """`status.json`, checked; a run whose status was never written reads as created."""
+        return read_record(self.status_path, check_status) or {"state": State.CREATED.value}
 
     def events(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
 
     def result(self) -> dict[str, Any] | None:
-        return read_json(self.result_path)
+        """`result.json`, checked; None before the run has finished."""
+        return read_record(self.result_path, check_result)
+
+    def check_records(self) -> None:
+        """Read every whole-file record, raising DataError for the first corrupt one: what a
+        command that will write into the run (resume) calls before it writes anything."""
+        self.config()
+        self.status()
+        self.result()
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
         status = {**self.status(), **fields, "updated": now_iso()}
@@ -180,7 +220,7 @@ class RunDir:
         def kept_event(e: dict[str, Any]) -> bool:
             e_epoch = int(e.get("epoch", 0))
             return e_epoch <= epoch or (step is not None and e_epoch == epoch + 1 and
-                                        e.get("event") == "step" and int(e["step"]) <= step)
+                                        e.get("event") == "step" and int(e.get("step", 0)) <= step)
         kept = [e for e in self.events() if kept_event(e)]
         body = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in kept)
         atomic_write_bytes(self.metrics_path, body.encode())
@@ -325,7 +365,7 @@ def summarize(run: RunDir) -> dict[str, Any]:
         status = run.status()
         result = run.result() or {}
         epochs = [e for e in run.events() if e.get("event") == "epoch"]
-    except Exception as exc:  # noqa: BLE001 - any unreadable record: show it on this row only
+    except (LabError, OSError) as exc:  # an unreadable record: shown on this row only
         return {**row, "state": "corrupt", "error": str(exc)}
     row.update(
         level=config.level, model=config.model, dataset=config.dataset, epochs=config.epochs,

@@ -18,18 +18,16 @@ from typing import Any
 
 from lab.config import RunConfig
 from lab.errors import ConfigError, DataError, NotFoundError
+from lab.explain.index import read_galleries, read_gallery
 from lab.levels import LEVELS
 from lab.runs import (
-    RUN_ID_RE,
     RunDir,
     now_iso,
-    read_json,
     resolve_run,
 )
 from lab.views.compare import comparison, latest_finished_by_level, model_name
 
 MARKER = ".lab-report"  # marks a folder `lab report` wrote, so only such a folder is replaced
-RESULT_KEYS = ("test_acc", "classes", "per_class", "confusion", "most_confused")
 
 
 @dataclass
@@ -81,7 +79,8 @@ def write_report(runs_dir: Path, refs: list[str] | None = None,
 
 
 def _load_runs(runs_dir: Path, refs: list[str] | None) -> list[_Run]:
-    """Read every record first: a missing or corrupt one fails the report before any writing."""
+    """Read every record first: a missing or corrupt one (checked against its schema by the
+    readers of `lab.runs`) fails the report before any writing."""
     if refs:
         picked = list({r.id: r for r in (resolve_run(runs_dir, ref) for ref in refs)}.values())
     else:
@@ -91,13 +90,11 @@ def _load_runs(runs_dir: Path, refs: list[str] | None) -> list[_Run]:
                             hint="make some with `lab demo` or `lab run --level N`")
     loaded = []
     for run in picked:
+        run.check_records()
         result = run.result()
         if result is None:
             raise NotFoundError(f"run {run.id} has no result yet (state: {run.live_state()})",
                                 hint="report it once it has finished")
-        missing = [k for k in RESULT_KEYS if not isinstance(result, dict) or k not in result]
-        if missing:
-            raise DataError(f"{run.result_path} is incomplete: no {', '.join(missing)}")
         epochs = [e for e in run.events() if e.get("event") == "epoch"]
         loaded.append(_Run(run, run.config(), result, epochs))
     labels = [r.config.label for r in loaded]
@@ -172,11 +169,7 @@ def _build(runs_dir: Path, runs: list[_Run], root: Path) -> list[str]:
     else:
         md += ["No epoch was recorded in these runs' `metrics.jsonl`.", ""]
     for r in runs:
-        try:
-            md += _run_section(r, save, root)
-        except (KeyError, TypeError, ValueError) as exc:  # a hand-edited or foreign result.json
-            raise DataError(f"{r.run.result_path} is malformed "
-                            f"({type(exc).__name__}: {exc})") from None
+        md += _run_section(r, save, root)
     (root / "report.md").write_text("\n".join(md).rstrip() + "\n", encoding="utf-8")
     return sorted(f"figures/{p.name}" for p in (root / "figures").iterdir())
 
@@ -288,11 +281,9 @@ def _gradcam_section(r: _Run, root: Path) -> list[str]:
     """The run's gallery grid, copied beside the report, with its captions as a table."""
     base = r.run.path / "gradcam"
     try:
-        index = read_json(base / "index.json")
+        galleries = read_galleries(base)
     except DataError as exc:
-        return [f"Grad-CAM index unreadable: {exc}."]
-    galleries = index.get("galleries") if isinstance(index, dict) else None
-    galleries = [g for g in galleries or [] if isinstance(g, dict)]
+        return [f"Grad-CAM index unreadable: {_cell(str(exc))}."]
     if not galleries:
         try:
             failed = r.run.status().get("gradcam_error")
@@ -300,25 +291,25 @@ def _gradcam_section(r: _Run, root: Path) -> list[str]:
             failed = None
         why = f": the end-of-run gallery failed ({_cell(failed)})" if failed else ""
         return [f"No Grad-CAM gallery for this run{why} (make one with `lab gradcam RUN`)."]
-    gallery = next((g for g in galleries if g.get("name") == "gradcam"), galleries[0])
-    name = str(gallery.get("name", ""))
+    gallery = next((g for g in galleries if g["name"] == "gradcam"), galleries[0])
+    name = gallery["name"]
     if not gallery.get("grid"):
         return [f"Grad-CAM gallery `{_cell(name)}` is empty: no test image matched it."]
-    grid = _inside(base, str(gallery["grid"]))
-    if not RUN_ID_RE.match(name) or grid is None or not _is_png(grid):
+    grid = _inside(base, gallery["grid"])  # a string: the index's schema says so
+    if grid is None or not _is_png(grid):
         return [f"Grad-CAM gallery `{_cell(name)}` has no readable grid image."]
     rel = f"figures/{r.run.id}-gradcam-{name}.png"
     shutil.copyfile(grid, root / rel)
     try:
-        detail = read_json(base / name / "index.json")
+        detail = read_gallery(base, name) or {}
     except DataError:
-        detail = None
-    detail = detail if isinstance(detail, dict) else {}
-    items = [it for it in detail.get("items") or [] if isinstance(it, dict)]
+        detail = {}
+    items = detail.get("items") or []
     method = gallery.get("method") or detail.get("method") or "?"
     layer = gallery.get("layer") or detail.get("layer") or "?"
     wrong = sum(1 for it in items if it.get("correct") is False)
-    md = [f"Gallery `{name}`: {method} on layer `{layer}`, {len(items) or gallery.get('count', 0)}"
+    md = [f"Gallery `{_cell(name)}`: {_cell(method)} on layer `{_cell(layer)}`, "
+          f"{len(items) or gallery.get('count', 0)}"
           f" image(s)" + (f", {wrong} misclassified" if items else "") + ".", "",
           f"![Grad-CAM gallery {name} of {r.run.id}]({rel})", ""]
     if items:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from rich import box
+from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -42,14 +44,15 @@ def comparison_table(rows: list[dict[str, Any]], wide: bool) -> Table:
         delta = r.get("delta_vs_l1")
         delta_text = Text("–") if delta is None else Text(
             f"{100 * delta:+.2f}", style="green" if delta > 0 else "red" if delta < 0 else "")
-        cells: list[Any] = [str(r["level"] or "–"), Text(run_label(r), style="bold"), r["model"]]
+        cells: list[Any] = [str(r["level"] or "–"), Text(run_label(r), style="bold"),
+                            Text(str(r["model"]))]  # record strings: plain text, never markup
         if wide:
-            cells += [r["augmentation"], f"{r['weight_decay']:g}"]
+            cells += [Text(str(r["augmentation"])), f"{r['weight_decay']:g}"]
         cells += [Text(_pct(r["test_acc"]), style="bold"), delta_text,
                   _pct(r["seed_acc"])]
         table.add_row(*cells)
     setups = sorted({f"{r['dataset']} {r['image_size']}px {r['epochs']}ep" for r in rows})
-    table.caption = (f"{'; '.join(setups)} · Δ: points vs Level 1 · study: the seed's "
+    table.caption = (f"{escape('; '.join(setups))} · Δ: points vs Level 1 · study: the seed's "
                      "CIFAR-10 result") if rows else "no finished runs to compare yet"
     return table
 
@@ -66,6 +69,7 @@ class CompareScreen(Screen):
         super().__init__()
         self.runs_dir, self.refs = Path(runs_dir), refs
         self.rows: list[dict[str, Any]] = []
+        self.notes: list[str] = []
 
     def compose(self) -> ComposeResult:
         what = f"{len(self.refs)} marked runs" if self.refs else \
@@ -88,31 +92,39 @@ class CompareScreen(Screen):
     def _load(self) -> None:
         from lab.views.compare import comparison
 
+        notes: list[str] = []
         try:
-            rows = comparison(self.runs_dir, self.refs)
+            rows = comparison(self.runs_dir, self.refs,
+                              on_skip=lambda _run_id, why: notes.append(why))
         except Exception as exc:  # noqa: BLE001 - one line on the screen, not a crash
             self.post_message(ComparisonLoaded([], {}, str(exc)))
             return
         epochs = {run_label(r): [e for e in read_events(self.runs_dir / r["run_id"] /
                                                         "metrics.jsonl")[0]
                                  if e.get("event") == "epoch"] for r in rows}
-        self.post_message(ComparisonLoaded(rows, epochs, None))
+        self.post_message(ComparisonLoaded(rows, epochs, None, notes))
 
     def on_comparison_loaded(self, message: ComparisonLoaded) -> None:
-        self.rows = message.rows
+        self.rows, self.notes = message.rows, message.notes
         table = self.query_one("#compare-table", Static)
         if message.error:
             table.update(Text(f"! {message.error}", style="bold red"))
             return
-        table.update(comparison_table(message.rows, wide=self.size.width >= 100))
+        table.update(self._table())
         self.query_one(OverlayView).series = message.epochs
         self._draw_bars()
 
     def on_resize(self) -> None:
         if self.rows:
-            self.query_one("#compare-table", Static).update(
-                comparison_table(self.rows, wide=self.size.width >= 100))
+            self.query_one("#compare-table", Static).update(self._table())
             self._draw_bars()
+
+    def _table(self) -> Any:
+        """The table, and a line for each run left out because a record of it is corrupt."""
+        table = comparison_table(self.rows, wide=self.size.width >= 100)
+        if not self.notes:
+            return table
+        return Group(table, *(Text(f"! left out: {note}", style="yellow") for note in self.notes))
 
     def _draw_bars(self) -> None:
         bars = self.query_one("#compare-bars", Static)

@@ -12,6 +12,8 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from lab.shapes import ascii_int
+
 METHODS = ("gradcam", "gradcam++", "scorecam", "eigencam")
 
 
@@ -55,13 +57,14 @@ class GradcamDialog(ModalScreen[GalleryRequest | None]):
     def action_make(self) -> None:
         raw = self.query_one("#n", Input).value.strip()
         error = self.query_one("#job-error", Static)
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        count = ascii_int(raw)
+        if count is None or not 1 <= count <= 1000:
             error.update(Text(f"✗ per class={raw!r}: must be between 1 and 1000",
                               style="bold red"))
             return
         method = self.query_one("#method", Select).value
-        self.dismiss(GalleryRequest(str(method), int(raw), self.query_one("#wrong",
-                                                                          Checkbox).value))
+        self.dismiss(GalleryRequest(str(method), count, self.query_one("#wrong",
+                                                                       Checkbox).value))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

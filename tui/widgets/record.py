@@ -65,7 +65,7 @@ def config_renderable(detail: RunDetail | None) -> Any:
         status.add_column()
         for key in STATUS_KEYS:
             if detail.status.get(key) not in (None, ""):
-                status.add_row(key, _fmt(detail.status[key]))
+                status.add_row(key, Text(_fmt(detail.status[key])))  # never markup
         parts += [Text(""), Text("status", style="dim"), status]
     if detail.job:
         job = Table.grid(padding=(0, 1))
@@ -73,7 +73,7 @@ def config_renderable(detail: RunDetail | None) -> Any:
         job.add_column()
         for key in JOB_KEYS:
             if detail.job.get(key) not in (None, ""):
-                job.add_row(key, _fmt(detail.job[key]))
+                job.add_row(key, Text(_fmt(detail.job[key])))
         parts += [Text(""), Text("job", style="dim"), job]
     return Group(*parts)
 

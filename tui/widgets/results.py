@@ -122,7 +122,7 @@ def confused_pairs(pairs: list[dict[str, Any]], top: int = 5) -> Table:
     for name in ("true", "→ predicted", "n", "share"):
         table.add_column(name, justify="right" if name in ("n", "share") else "left")
     for p in pairs[:top]:
-        table.add_row(str(p["true"]), str(p["predicted"]), str(p["count"]),
+        table.add_row(Text(str(p["true"])), Text(str(p["predicted"])), str(p["count"]),
                       f"{100 * p['share']:.1f}%")
     if not pairs:
         table.caption = "no test image was misclassified"

@@ -3,9 +3,10 @@
 # size and saves an SVG (Textual's own screenshot), on a real runs directory.
 #
 # The pictures in docs/ were taken on `lab demo` plus three queued jobs (a Level 1 that fails
-# for want of ImageNet weights, a 30-epoch Level 3 and a Level 2) with a worker running them:
+# for want of ImageNet weights, queued past the submit check with --no-check; a 30-epoch
+# Level 3; a Level 2) with a worker running them:
 #   lab demo --runs-dir R
-#   lab submit --level 1 --dataset digits --image-size 32 --priority 5 --runs-dir R
+#   lab submit --level 1 --dataset digits --image-size 32 --priority 5 --no-check --runs-dir R
 #   lab submit --level 3 --dataset digits --image-size 32 --epochs 30 --set log_every=2 --runs-dir R
 #   lab submit --level 2 --dataset digits --image-size 32 --weights none --priority -1 --runs-dir R
 #   lab worker --detach --gpus cpu --runs-dir R

@@ -22,7 +22,10 @@ MODELS = ("resnet18", "cnn")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TEST_ON = ("last", "best")
+DATA_ON = ("auto", "device", "host", "disk")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+_STUDY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DATASET_RE = re.compile(r"^(imagefolder:.+|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")
 
 # The range of every numeric field, checked whenever a config is built (a person's options, a
@@ -33,7 +36,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "image_size": (8, 1024), "cnn_hidden": (1, 65536), "cnn_convs": (1, 4),
     "batch_size": (1, 65536), "eval_batch_size": (1, 65536), "epochs": (1, 10000),
     "seed": (0, MAX_SEED), "split_seed": (0, MAX_SEED), "nproc": (1, 1024),
-    "log_every": (1, 100000), "gradcam": (0, 1000),
+    "log_every": (1, 100000), "gradcam": (0, 1000), "patience": (0, 10000),
 }
 # (low, high, bounds): "[]" closed, "[)" / "(]" / "()" open at that end. Floats are finite.
 FLOAT_RANGES: dict[str, tuple[float, float, str]] = {
@@ -42,13 +45,16 @@ FLOAT_RANGES: dict[str, tuple[float, float, str]] = {
     "dropout": (0, 1, "[)"), "lr": (0, 10, "(]"), "momentum": (0, 1, "[)"),
     "weight_decay": (0, 10, "[]"), "label_smoothing": (0, 1, "[)"),
     "train_fraction": (0, 1, "()"), "val_fraction": (0, 1, "()"),
+    "system_every": (0, 3600, "[]"),
 }
 STR_LIMITS: dict[str, int] = {"model": 64, "weights": 4096, "dataset": 4096, "optimizer": 64,
-                              "scheduler": 64, "device": 64, "precision": 64, "notes": 10000}
+                              "scheduler": 64, "device": 64, "precision": 64, "data_on": 64,
+                              "notes": 10000, "study": 64, "test_on": 64}
 # Fields that do not change what training computes: they may differ between a checkpoint and
 # config.json on resume (another device, another evaluation batch, fewer Grad-CAM images).
 NOT_TRAINING = frozenset({"device", "eval_batch_size", "log_every", "gradcam", "notes",
-                          "compile", "channels_last"})
+                          "compile", "channels_last", "study", "system_every",
+                          "tensorboard", "test_on", "prune", "data_on"})
 # Fields that decide the shapes of the model's weights (and image_size, for the CNN's FC layer):
 # a checkpoint that differs in one holds another model, which no resume can load.
 MODEL_SHAPE = frozenset({"model", "cnn_channels", "cnn_hidden", "cnn_convs"})
@@ -75,18 +81,22 @@ def max_memory_bytes() -> int:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that decides what a run computes (and a few knobs that only decide how fast)."""
+    """Everything that decides what a run computes (and a few knobs that only decide how fast).
 
-    level: int | None = None  # 1, 2, 3 for the seed presets; None for a custom run
-    model: str = "resnet18"  # resnet18 | cnn
-    weights: str = "imagenet"  # imagenet | none | path to a state dict
-    dataset: str = "cifar10"  # a cached name, "digits", or "imagefolder:PATH"
+    What each field does is `FIELD_HELP` (below): one text for this class, the config templates
+    (`lab levels --format toml`) and anyone else who explains a field.
+    """
+
+    level: int | None = None
+    model: str = "resnet18"
+    weights: str = "imagenet"
+    dataset: str = "cifar10"
     image_size: int = 224
     # augmentation (training batches only; validation and test are only resized and normalized)
     augment: bool = False
-    hflip: float = 0.5  # probability
-    rotation: float = 10.0  # max degrees
-    crop_padding: float = 4.0  # max shift in pixels of the stored image (RandomCrop padding)
+    hflip: float = 0.5
+    rotation: float = 10.0
+    crop_padding: float = 4.0
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.2
@@ -94,33 +104,40 @@ class RunConfig:
     dropout: float = 0.0
     cnn_channels: tuple[int, ...] = (32, 64, 128, 256)
     cnn_hidden: int = 512
-    cnn_convs: int = 1  # Conv-BN-ReLU layers per block before its MaxPool (the study: 1)
+    cnn_convs: int = 1
     # optimisation
     optimizer: str = "adam"
     lr: float = 1e-4
-    momentum: float = 0.9  # sgd only
+    momentum: float = 0.9
     weight_decay: float = 0.0
     scheduler: str = "none"
     label_smoothing: float = 0.0
-    tta_flip: bool = False  # average the predictions for each test image and its mirror
+    tta_flip: bool = False
     batch_size: int = 64
     eval_batch_size: int = 256
     epochs: int = 5
+    patience: int = 0
+    test_on: str = "last"
     seed: int = 0
     # the split: fractions of the training pool; one split_seed gives every level the same split
     split_seed: int = 42
     train_fraction: float = 0.8
     val_fraction: float = 0.1
     # execution
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto: bf16 autocast on CUDA when supported, fp32 elsewhere
+    device: str = "auto"
+    precision: str = "auto"
+    data_on: str = "auto"
     channels_last: bool = False
-    compile: bool = False  # torch.compile the training module (Grad-CAM uses the plain one)
-    nproc: int = 1  # data-parallel processes (torchrun + DDP); one GPU each on CUDA
-    sync_bn: bool = False  # synchronise BatchNorm statistics across processes (GPUs only)
-    log_every: int = 20  # steps between step events in metrics.jsonl
-    gradcam: int = 2  # Grad-CAM images per class and kind (right, wrong) after a run; 0: none
+    compile: bool = False
+    nproc: int = 1
+    sync_bn: bool = False
+    log_every: int = 20
+    gradcam: int = 2
+    system_every: float = 5.0
+    tensorboard: bool = False
+    prune: bool = False
     notes: str = ""
+    study: str = ""
 
     def __post_init__(self) -> None:
         for f in fields(self):  # the declared type, strictly: whoever built us, from whatever
@@ -138,7 +155,7 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown and strict:
-            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}", key=unknown[0])
         return cls(**{k: _coerce(k, v) for k, v in data.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,6 +168,12 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
+        return cls.from_dict(cls.from_json_object(text))
+
+    @staticmethod
+    def from_json_object(text: str) -> dict[str, Any]:
+        """The JSON object of a config document, unvalidated (a file may hold only some
+        fields: `lab.levels.config_from_file` lays them over a preset)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -158,14 +181,16 @@ class RunConfig:
         except (ValueError, RecursionError) as exc:  # a 5000-digit number, nesting too deep
             raise ConfigError(f"config is not usable JSON: {type(exc).__name__}: "
                               f"{str(exc)[:80]}") from None
-        return cls.from_dict(data)
+        if not isinstance(data, dict):
+            raise ConfigError("a run config must be a JSON object")
+        return data
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed; values are coerced and the result validated."""
         known = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - known)
         if unknown:
-            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}", key=unknown[0])
         return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in changes.items()})
 
     def with_overrides(self, assignments: list[str]) -> RunConfig:
@@ -201,7 +226,7 @@ class RunConfig:
     # ---- validation -----------------------------------------------------------------------
     def _validate(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
-            return ConfigError(f"{name}={_show(getattr(self, name))}: {why}")
+            return ConfigError(f"{name}={_show(getattr(self, name))}: {why}", key=name)
 
         if self.level is not None and self.level not in (1, 2, 3):
             raise bad("level", "must be 1, 2 or 3")
@@ -222,6 +247,9 @@ class RunConfig:
             raise bad("model", f"must be one of {', '.join(MODELS)}")
         if not self.weights:
             raise bad("weights", "must be imagenet, none or a file path")
+        if self.study and not _STUDY_RE.match(self.study):
+            raise bad("study", "must be a name of letters, digits, '.', '_' or '-' (at most 64),"
+                      " starting with a letter or digit")
         if not _DATASET_RE.match(self.dataset):
             raise bad("dataset", "must be a data set name, digits, or imagefolder:PATH")
         if not 1 <= len(self.cnn_channels) <= MAX_CNN_BLOCKS or \
@@ -245,6 +273,10 @@ class RunConfig:
             raise bad("device", "must be auto, cpu, cuda, cuda:N or mps")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
+        if self.test_on not in TEST_ON:
+            raise bad("test_on", f"must be one of {', '.join(TEST_ON)}")
+        if self.data_on not in DATA_ON:
+            raise bad("data_on", f"must be one of {', '.join(DATA_ON)}")
 
     # ---- resources --------------------------------------------------------------------------
     def parameter_count(self, num_classes: int = 10) -> int:
@@ -312,6 +344,57 @@ class RunConfig:
         return diff
 
 
+# What each field does, in RunConfig's order: the one text the templates and the docs use.
+FIELD_HELP: dict[str, str] = {
+    "level": "1, 2, 3: the seed study's presets; none: a custom run from the defaults",
+    "model": "resnet18 | cnn (Level 3's custom CNN)",
+    "weights": "imagenet | none (from scratch) | path to a state dict",
+    "dataset": "cifar10 | digits (bundled) | a cached name | imagefolder:PATH",
+    "image_size": "input side in pixels (images are resized to it)",
+    "augment": "augment training batches (validation and test are only resized and normalized)",
+    "hflip": "probability of a horizontal flip; 0 also says never mirror (no flip TTA)",
+    "rotation": "largest rotation, in degrees",
+    "crop_padding": "largest shift in pixels of the stored image (RandomCrop padding)",
+    "brightness": "colour jitter: largest relative change of brightness",
+    "contrast": "colour jitter: largest relative change of contrast",
+    "saturation": "colour jitter: largest relative change of saturation",
+    "dropout": "dropout before the classifier (0: none)",
+    "cnn_channels": "the custom CNN's channels, one per block (each block halves the image)",
+    "cnn_hidden": "units of the custom CNN's hidden fully connected layer",
+    "cnn_convs": "Conv-BN-ReLU layers per block before its MaxPool (the study: 1)",
+    "optimizer": "adam | adamw | sgd",
+    "lr": "learning rate (the peak, with a schedule)",
+    "momentum": "momentum (sgd only)",
+    "weight_decay": "weight decay",
+    "scheduler": "none | cosine | onecycle",
+    "label_smoothing": "label smoothing of the cross-entropy loss",
+    "tta_flip": "validation and test average each image with its mirror, if safe",
+    "batch_size": "training batch, all processes together",
+    "eval_batch_size": "validation and test batch",
+    "epochs": "passes over the training set",
+    "patience": "stop when val_acc has not improved for this many epochs; 0: never",
+    "test_on": "the weights tested: last (the final epoch's) or best (best.pt)",
+    "seed": "training seed (initialisation, batch order, augmentation); not the split",
+    "split_seed": "seed of the train/validation split: one for every level, so levels compare",
+    "train_fraction": "share of the training pool that trains",
+    "val_fraction": "share of the training pool that validates",
+    "device": "auto | cpu | cuda | cuda:N | mps",
+    "precision": "auto (bf16 autocast on CUDA when supported, fp32 elsewhere) | fp32 | bf16 | fp16",
+    "data_on": "where the images wait for their batch: auto | device (all on the training "
+               "device) | host (host memory, pinned on CUDA) | disk (the memory-mapped cache); "
+               "results are the same",
+    "channels_last": "channels-last memory layout (faster convolutions on GPUs)",
+    "compile": "torch.compile the training module (Grad-CAM uses the plain one)",
+    "nproc": "data-parallel processes (torchrun + DDP); one GPU each on CUDA",
+    "sync_bn": "synchronise BatchNorm statistics across processes (GPUs only)",
+    "log_every": "steps between step events in metrics.jsonl",
+    "gradcam": "Grad-CAM images per class and kind (right, wrong) after a run; 0: none",
+    "system_every": "seconds between CPU/GPU samples into system.jsonl; 0: none",
+    "tensorboard": "also write TensorBoard event files into runs/<id>/tb/ (tensorboard extra)",
+    "prune": "a run that ends well drops its resume checkpoints (as lab runs --prune)",
+    "notes": "free text kept with the run",
+    "study": "the study this run belongs to (configs and seeds queued together); empty: none",
+}
 _FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
                "0": False, "false": False, "no": False, "off": False}
@@ -350,8 +433,8 @@ def _coerce(name: str, value: Any) -> Any:
                 raise TypeError
             return value
     except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{name}={_show(value)}: expected {kind.replace(' | None', '')}") \
-            from None
+        raise ConfigError(f"{name}={_show(value)}: expected {kind.replace(' | None', '')}",
+                          key=name) from None
     return value
 
 
@@ -373,13 +456,14 @@ def _typed(name: str, value: Any) -> Any:
             except OverflowError:
                 ok = False
             if ok and not math.isfinite(value):
-                raise ConfigError(f"{name}={_show(value)}: must be a finite number")
+                raise ConfigError(f"{name}={_show(value)}: must be a finite number", key=name)
     elif kind == "bool":
         ok = isinstance(value, bool)
     else:
         ok = isinstance(value, str)
     if not ok:
-        raise ConfigError(f"{name}={_show(value)}: expected {kind.replace(' | None', '')}")
+        raise ConfigError(f"{name}={_show(value)}: expected {kind.replace(' | None', '')}",
+                          key=name)
     return value
 
 
@@ -407,4 +491,4 @@ def config_fields() -> list[str]:
     return [f.name for f in fields(RunConfig)]
 
 
-__all__ = ["RunConfig", "config_fields"]
+__all__ = ["FIELD_HELP", "RunConfig", "config_fields"]

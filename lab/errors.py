@@ -35,7 +35,13 @@ class LabError(Exception):
 
 
 class ConfigError(LabError):
+    """``key``: the config field at fault, when one is (a config file names its line)."""
+
     exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, hint: str | None = None, key: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.key = key
 
 
 class NotFoundError(LabError):
@@ -47,6 +53,12 @@ class DataError(LabError):
 
 
 class WeightsError(LabError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class MissingExtra(LabError):
+    """An optional dependency the command needs is not installed (`lab.extras` names it)."""
+
     exit_code = ExitCode.NOT_FOUND
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import ctypes
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 _PR_CAPBSET_DROP = 24
@@ -33,3 +35,12 @@ def make_read_only(root: Path) -> None:
 def make_writable(root: Path) -> None:
     for path in [root, *root.rglob("*")]:
         path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+def run_without_capabilities(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python ARGV...` from the repository root, as root without capabilities (or as the user
+    one is), output captured as text."""
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+                          timeout=timeout, cwd=Path(__file__).resolve().parent.parent,
+                          preexec_fn=drop_capabilities,
+                          env={**os.environ, "COLUMNS": "120", "OMP_NUM_THREADS": "1"})

@@ -27,8 +27,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("lab.runs",),
     ("lab.data",),
     ("lab.levels",),
+    ("lab.configfile",),
     ("lab.config",),
-    ("lab.errors", "lab"),  # lab/__init__.py holds only the version
+    ("lab.errors", "lab", "lab.extras"),  # lab/__init__.py holds only the version
 ]
 # Third-party packages a layer must never import, whatever the layers allow.
 FORBIDDEN: dict[str, tuple[str, ...]] = {

@@ -67,6 +67,10 @@ def test_json_round_trip_and_unknown_keys() -> None:
     ({"dataset": "../etc"}, "dataset"),
     ({"train_fraction": 0.95}, "val_fraction"),
     ({"model": "cnn", "image_size": 8}, "too small"),
+    ({"patience": -1}, "patience=-1"),
+    ({"patience": 10001}, "patience=10001"),
+    ({"test_on": "worst"}, "test_on='worst': must be one of last, best"),
+    ({"test_on": ""}, "test_on"),
 ])
 def test_out_of_range_values_are_refused(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -83,6 +87,17 @@ def test_set_overrides_parse_by_field_type() -> None:
             level_config(3).with_overrides(bad)
 
 
+def test_early_stopping_and_best_weights_are_off_by_default_and_set_by_name() -> None:
+    """The old default stays: every epoch trained, the last weights tested, nothing pruned."""
+    for level in (1, 2, 3):
+        config = level_config(level)
+        assert (config.patience, config.test_on, config.prune) == (0, "last", False)
+    config = level_config(3).with_overrides(["patience=3", "test_on=best", "prune=true"])
+    assert (config.patience, config.test_on, config.prune) == (3, "best", True)
+    assert RunConfig.from_dict({k: v for k, v in config.to_dict().items()
+                                if k not in ("patience", "test_on", "prune")}) == level_config(3)
+
+
 def test_level_that_does_not_exist() -> None:
     with pytest.raises(ConfigError, match="level 4 does not exist"):
         level_config(4)
@@ -94,6 +109,21 @@ def test_demo_configs_use_digits_on_cpu_and_say_where_weights_come_from() -> Non
     assert all(c.dataset == "digits" and c.device == "cpu" for c in offline)
     assert [c.weights for c in offline] == ["none", "none", "none"]
     assert [c.weights for c in demo_configs(imagenet_available=True)][:2] == ["imagenet"] * 2
+
+
+def test_demo_configs_train_each_model_its_demo_epochs_unless_told() -> None:
+    """The demo's budget: fewer epochs for the costly ResNet18 levels; `--epochs` sets all."""
+    from lab.levels import DEMO_BATCH, DEMO_EPOCHS, DEMO_GRADCAM
+
+    configs = demo_configs(imagenet_available=False)
+    assert [c.epochs for c in configs] == [DEMO_EPOCHS[c.model] for c in configs]
+    assert DEMO_EPOCHS["resnet18"] < DEMO_EPOCHS["cnn"]
+    assert all(c.gradcam == DEMO_GRADCAM > 0 and c.image_size == 32 and
+               c.batch_size == DEMO_BATCH for c in configs)
+    assert [c.epochs for c in demo_configs(False, epochs=4, image_size=24)] == [4, 4, 4]
+    # the levels still differ as the study's do: the model, augmentation, dropout
+    assert [(c.model, c.augment) for c in configs] == [
+        ("resnet18", False), ("resnet18", True), ("cnn", True)]
 
 
 def test_tuned_recipes_keep_each_level_s_model_family() -> None:

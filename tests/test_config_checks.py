@@ -23,7 +23,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lab.cli import main
 from lab.config import (
     FLOAT_RANGES,
     INT_RANGES,
@@ -35,6 +34,7 @@ from lab.config import (
 from lab.errors import ConfigError
 from lab.levels import build_config, level_config
 from lab.runs import RunDir, State, pid_alive, process_start
+from tests.cli_inprocess import one_click_command, run_cli
 from tests.fakes import write_image_tree
 
 USAGE, DATA = 2, 4
@@ -43,26 +43,7 @@ NUMERIC = sorted(n for n, k in FIELD_KINDS.items()
                  if k.startswith(("int", "float", "tuple[int")))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_click_command() -> Any:
-    """`lab.cli.main` as it is, but Typer's command tree built once for the module rather
-    than on every call (0.4 s each): the same Click command parses every case."""
-    import typer
-
-    import lab.cli
-
-    lab.cli.load_plugins()  # they add to the app: before it is swapped for its command
-    command = typer.main.get_command(lab.cli.app)
-    saved = lab.cli.app
-    lab.cli.app = lambda *args, **kwargs: command(*args, **kwargs)
-    yield
-    lab.cli.app = saved
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as stopped:
-        main(argv)
-    return int(stopped.value.code), capsys.readouterr().err
+_one_click_command = pytest.fixture(autouse=True, scope="module")(one_click_command)
 
 
 def one_line(err: str, *phrases: str) -> str:
@@ -377,7 +358,8 @@ def _changed(name: str, value: Any) -> Any:
         return (value + low) / 2 if value > low else (value + high) / 2
     return {"level": None, "cnn_channels": [4, 4, 4, 8], "model": "resnet18",
             "weights": "imagenet", "dataset": "digits", "optimizer": "sgd",
-            "scheduler": "cosine", "device": "cpu", "precision": "fp32", "notes": "edited"}[name]
+            "scheduler": "cosine", "device": "cpu", "precision": "fp32", "data_on": "disk",
+            "notes": "edited", "study": "grid-1", "test_on": "best"}[name]
 
 
 @pytest.mark.parametrize("name", config_fields())

@@ -4,8 +4,10 @@ out-of-memory job that fails alone while its worker goes on."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -67,6 +69,11 @@ def test_a_signal_finishes_the_step_saves_it_and_resume_goes_on_from_there(
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming in epoch 2 at batch {saved['partial']['batch']}" in resumed.stderr
     assert_each_epoch_once(run, 2)
+    # the start wrote provenance.json; the resume says who took it over, where
+    [resume] = [e for e in run.events() if e["event"] == "resume"]
+    made = json.loads((run.path / "provenance.json").read_text())
+    assert resume["provenance"]["host"] == made["host"] == socket.gethostname()
+    assert resume["provenance"]["torch"] == made["torch"]
 
 
 def test_kill_9_at_any_moment_loses_at_most_the_current_epoch(
@@ -77,7 +84,8 @@ def test_kill_9_at_any_moment_loses_at_most_the_current_epoch(
     moments = [
         ("while starting", lambda run: True),
         ("mid-epoch", lambda run: any(e["event"] == "step" for e in run.events()[-3:])),
-        ("as an epoch ends", lambda run: run.events() and run.events()[-1]["event"] == "epoch"),
+        ("as an epoch ends", lambda run: (lambda ev: bool(ev) and ev[-1]["event"] == "epoch")(
+            run.events())),  # read once: a resume may rewrite the file between two reads
     ]
     proc = start(runs, *args)
     run = the_run(runs)
@@ -91,12 +99,19 @@ def test_kill_9_at_any_moment_loses_at_most_the_current_epoch(
         on_disk = checkpoint.load_latest(run)
         done = on_disk.state["epoch"] if on_disk else 0
         assert done >= (epochs_before[-1] - 1 if epochs_before else 0)  # lost <= one epoch
+        if done:  # best.pt is written before its epoch's checkpoint: whole, at most one ahead
+            assert 1 <= checkpoint.read_best(checkpoint.best_path(run))["epoch"] <= done + 1
         proc = subprocess.Popen([sys.executable, "-m", "lab", "resume", run.id, "--runs-dir",
                                  str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env())
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert_each_epoch_once(run, 4)
+    epochs = [e for e in run.events() if e["event"] == "epoch"]
+    best = max(epochs, key=lambda e: (e["val_acc"], -e["epoch"]))  # the earliest of the best
+    saved = checkpoint.read_best(checkpoint.best_path(run))
+    assert (saved["epoch"], saved["val_acc"]) == (best["epoch"], best["val_acc"])
+    assert run.result()["best_epoch"] == best["epoch"]
 
 
 # Loaded into the job process only (PYTHONPATH): a GPU that runs out of memory at batch 64.

@@ -212,12 +212,12 @@ def test_hidden_and_non_image_files_are_skipped(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ds.train_x, fake.train_x)
 
 
-def test_mixed_sizes_resize_to_64_and_size_forces(tmp_path: Path) -> None:
+def test_mixed_sizes_fit_the_median_shorter_side_and_size_forces(tmp_path: Path) -> None:
     tree = tmp_path / "mixed"
     fakes.write_image_tree(tree, per_class=2, size=[(10, 12), (20, 20), (7, 5)])
     manifest = import_data(tree, tmp_path / "data")
-    assert manifest["image_size"] == [64, 64]
-    assert manifest["resized"]["to"] == [64, 64]
+    assert manifest["image_size"] == [10, 10]  # shorter sides 10, 20, 5: median 10
+    assert manifest["resized"]["to"] == [10, 10]
     assert "different sizes" in manifest["resized"]["why"]
 
     same = tmp_path / "same"
@@ -241,9 +241,9 @@ def test_grayscale_and_rgba_images_become_rgb(tmp_path: Path) -> None:
     ("breakage", "message"),
     [
         ("no_train", "no train/ folder"),
-        ("extra_test_class", "test/ has classes that train/ lacks: whale"),
+        ("extra_test_class", "test/ has whale that train/ lacks"),
         ("empty_class", "has no images"),
-        ("bad_image", "not a readable image"),
+        ("bad_image", "has no readable images"),
     ],
 )
 def test_bad_trees_are_data_errors_and_keep_the_cache(
@@ -264,7 +264,7 @@ def test_bad_trees_are_data_errors_and_keep_the_cache(
         Image.new("RGB", (8, 8)).save(tree / "test" / "whale" / "w.png")
     elif breakage == "empty_class":
         (tree / "train" / "owl").mkdir()
-    else:
+    else:  # a class whose only image is broken: broken images are skipped, the class is empty
         (tree / "train" / "dog" / "0000.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
 
     with pytest.raises(DataError, match=message):
@@ -494,6 +494,10 @@ def test_digits_is_cifar_shaped_without_a_test_split(tmp_path: Path) -> None:
 
     src = load_digits()
     np.testing.assert_array_equal(ds.train_y, src.target)
+    # read without scikit-learn, the very values `load_digits` gives (the manifest's hash of
+    # them, and so every digits run's recorded data, is what it was when sklearn read them)
+    assert ds.manifest["source_sha256"] == hashlib.sha256(
+        np.asarray(src.images, dtype=np.float64).tobytes()).hexdigest()
     pooled = ds.train_x[..., 0].reshape(1797, 8, 4, 8, 4).mean(axis=(2, 4))
     assert np.corrcoef(pooled.ravel(), src.images.ravel())[0, 1] > 0.95
     assert ds.manifest["format"] == "sklearn"

@@ -17,18 +17,20 @@ from torch import nn
 
 from lab.core.collectives import Dist
 from lab.core.hooks import Hook, Hooks, Position
-from lab.core.loop import fit, train_epoch
+from lab.core.loop import fit, is_logging_point, train_epoch
 from lab.core.parts import Parts
 from lab.core.prepare import Prepared
-from lab.core.stopping import Stopped
+from lab.core.stopping import Patience, Stopped
 from lab.data.loader import DeviceLoader
 from lab.errors import DataError
 from lab.launch.hooks import (
+    BestWeights,
     Checkpointer,
     EventLog,
     Meter,
     Progress,
     StatusFile,
+    recall_best,
     restore,
     snapshot,
 )
@@ -111,6 +113,21 @@ def test_next_epoch_clears_the_partial_sums_and_keeps_the_best() -> None:
     assert (p.epoch, p.batch, p.seen, p.best_val_acc) == (2, 0, 0, 0.6)
 
 
+@pytest.mark.parametrize(("accs", "best_epoch"), [
+    ([0.5, 0.5, 0.4], 1),  # a tie keeps the earlier epoch
+    ([0.0, 0.0], 1),  # the first epoch is the best so far, whatever its accuracy
+    ([0.2, 0.6, 0.6, 0.7], 4),
+    ([0.3, 0.9, 0.1, 0.9], 2),
+])
+def test_the_best_epoch_is_the_first_with_the_highest_val_acc(accs: list[float],
+                                                               best_epoch: int) -> None:
+    p = Position()
+    for acc in accs:
+        p.next_epoch(acc)
+    assert (p.best_epoch, p.best_val_acc) == (best_epoch, max(accs))
+    assert Position.from_state(p.to_state()) == p  # a checkpoint keeps it
+
+
 # ---- the loop, with fake hooks ---------------------------------------------------------------
 def test_fit_calls_hooks_in_order_records_before_checkpoints() -> None:
     rec = Recorder()
@@ -124,7 +141,30 @@ def test_fit_calls_hooks_in_order_records_before_checkpoints() -> None:
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert all(check_event(e) is None for k, e in rec.calls if k == "event")
     steps = [e["step"] for k, e in rec.calls if k == "event" and e["event"] == "step"]
-    assert steps == [2, 3, 4, 6]  # every log_every steps, and at each epoch's last batch
+    # step 1 at once, then every log_every steps, and at each epoch's last batch
+    assert steps == [1, 2, 3, 4, 6]
+
+
+@pytest.mark.parametrize(("log_every", "first_steps"), [
+    (20, [1, 2, 4, 8, 16, 20, 40, 60]),  # the default: dense at the start, then every 20
+    (1, [1, 2, 3, 4, 5, 6, 7, 8]),
+    (2, [1, 2, 4, 6, 8, 10, 12, 14]),
+    (5, [1, 2, 4, 5, 10, 15, 20, 25]),
+    (64, [1, 2, 4, 8, 16, 32, 64, 128]),
+    (100, [1, 2, 4, 8, 16, 32, 64, 100]),
+])
+def test_the_first_step_is_logged_at_once_then_early_steps_densely(
+        log_every: int, first_steps: list[int]) -> None:
+    """A new run's curve has a point after its first step, not after `log_every` steps."""
+    logged = [s for s in range(1, 1000) if is_logging_point(s, log_every)]
+    assert logged[:8] == first_steps
+
+
+@given(st.integers(1, 500), st.integers(1, 5000))
+def test_logging_points_past_the_start_are_every_log_every_steps(log_every: int,
+                                                                 step: int) -> None:
+    if step >= log_every:
+        assert is_logging_point(step, log_every) == (step % log_every == 0)
 
 
 def test_a_stop_mid_epoch_reaches_on_stop_with_the_sums_and_raises() -> None:
@@ -269,3 +309,115 @@ def test_readers_keep_only_lines_whose_numbers_are_numbers(obj: dict, tmp_path: 
             assert key not in event or isinstance(event[key], int)
         for key in ("val_acc", "loss"):
             assert key not in event or math.isfinite(event[key])
+
+
+# ---- best weights and early stopping, with a scripted validation ---------------------------------
+@pytest.fixture
+def scripted_val(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - the setter
+    """The loop's validation reports the accuracies it is given (epoch 1 first): a plateau, a
+    dip or a tie on demand, while training and the rest of the evaluation stay real."""
+    from lab.core import loop
+
+    real = loop.evaluate_part
+
+    def script(accs: list[float]) -> None:
+        left = iter(accs)
+
+        def evaluate_part(parts: Parts, data: Prepared, part: str, *args: Any,
+                          **kwargs: Any) -> dict[str, Any]:
+            result = real(parts, data, part, *args, **kwargs)  # type: ignore[arg-type]
+            return {**result, "acc": next(left)} if part == "val" else result
+        monkeypatch.setattr(loop, "evaluate_part", evaluate_part)
+    return script
+
+
+@pytest.mark.parametrize(("accs", "patience", "trained", "reason"), [
+    # a plateau after epoch 2: two epochs without gain, then stop before epoch 5
+    ([0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6], 2, 4,
+     "patience: no val_acc gain for 2 epochs after epoch 2"),
+    # a gain in epoch 3 restarts the count
+    ([0.5, 0.4, 0.6, 0.5, 0.6, 0.6, 0.6, 0.6], 2, 5,
+     "patience: no val_acc gain for 2 epochs after epoch 3"),
+    ([0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], 1, 2,
+     "patience: no val_acc gain for 1 epoch after epoch 1"),
+    ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], 1, 8, None),  # always better: all epochs
+    ([0.5] * 8, 0, 8, None),  # patience 0: off
+    ([0.5] * 8, 7, 8, None),  # patience runs out only after the last epoch: nothing to skip
+])
+def test_patience_stops_at_the_right_epoch_and_says_why(
+        scripted_val: Any, accs: list[float], patience: int, trained: int,
+        reason: str | None) -> None:
+    scripted_val(accs)
+    rec = Recorder()
+    position = fit(_parts(), _data(), Position(), 8, rec, early_stop=Patience(patience))
+    assert position.epoch == trained
+    events = [e for k, e in rec.calls if k == "event"]
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == list(range(1, trained + 1))
+    stopped = [e for e in events if e["event"] == "stopped"]
+    assert stopped == ([{"event": "stopped", "epoch": trained + 1, "step": position.step,
+                         "reason": reason}] if reason else [])
+    assert all(check_event(e) is None for e in stopped)
+    if reason:  # what the session asks again for the result
+        assert Patience(patience)(position) == reason
+
+
+def test_a_run_resumed_after_its_patience_ran_out_stops_at_once() -> None:
+    """Killed between the stop and the test: its resume trains nothing more."""
+    rec = Recorder()
+    where = Position(epoch=4, step=12, best_val_acc=0.6, best_epoch=2)
+    fit(_parts(), _data(), where, 8, rec, early_stop=Patience(2))
+    assert [k for k, _ in rec.calls] == ["event"]
+    assert rec.calls[0][1]["event"] == "stopped" and rec.calls[0][1]["epoch"] == 5
+
+
+class StateAtEpochEnd(Hook):
+    """A copy of the model's state at each epoch's end."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.parts, self.states = parts, {}
+
+    def on_epoch_end(self, position: Position) -> None:
+        self.states[position.epoch] = {k: v.clone() for k, v in
+                                       self.parts.model.state_dict().items()}
+
+
+@pytest.mark.parametrize(("accs", "saved"), [
+    ([0.3, 0.5, 0.5, 0.4, 0.7], [1, 2, 5]),  # a tie and a dip write nothing
+    ([0.3, 0.7, 0.5], [1, 2]),  # the best is not the last
+])
+def test_best_pt_is_written_on_improvement_only_with_that_epochs_weights(
+        lab_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, scripted_val: Any,
+        accs: list[float], saved: list[int]) -> None:
+    scripted_val(accs)
+    writes: list[int] = []
+    real_save = checkpoint.save_best
+
+    def save_best(run: Any, model_state: Any, **fields: Any) -> None:
+        writes.append(fields["epoch"])
+        real_save(run, model_state, **fields)
+    monkeypatch.setattr(checkpoint, "save_best", save_best)
+    run, parts = new_run(lab_dirs["runs"], CONFIG), _parts()
+    states = StateAtEpochEnd(parts)
+    fit(parts, _data(), Position(), len(accs), Hooks(BestWeights(run, parts), states))
+    assert writes == saved
+    best = checkpoint.load_weights(run, "best").state
+    assert (best["epoch"], best["val_acc"]) == (saved[-1], max(accs))
+    assert best.keys().isdisjoint({"optimizer", "scheduler", "scaler"})  # weights only
+    for name, tensor in states.states[saved[-1]].items():
+        assert torch.equal(best["model"][name], tensor), name
+    if saved[-1] != len(accs):  # and not the last epoch's, which differ
+        assert any(not torch.equal(best["model"][k], v)
+                   for k, v in states.states[len(accs)].items())
+
+
+def test_a_checkpoint_without_a_best_epoch_finds_it_in_the_events(
+        lab_dirs: dict[str, Path]) -> None:
+    run = new_run(lab_dirs["runs"], CONFIG)
+    for epoch, acc in enumerate([0.4, 0.6, 0.6, 0.9], start=1):  # epoch 4: after the checkpoint
+        run.append_event({"event": "epoch", "epoch": epoch, "step": 3 * epoch, "val_acc": acc})
+    where = Position(epoch=3, step=9, best_val_acc=0.6)
+    recall_best(run, where)
+    assert (where.best_epoch, where.best_val_acc) == (2, 0.6)
+    known = Position(epoch=3, step=9, best_val_acc=0.4, best_epoch=1)
+    recall_best(run, known)
+    assert known.best_epoch == 1  # a checkpoint that knows is not second-guessed

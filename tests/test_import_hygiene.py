@@ -42,3 +42,15 @@ def test_no_engine_module_imports_textual() -> None:
 def test_cli_import_is_light() -> None:
     loaded = _modules_after_import("lab.cli")
     assert "torch" not in loaded and "sklearn" not in loaded
+
+
+def test_a_run_on_digits_never_imports_scikit_learn() -> None:
+    """The data (read from its CSV) and the scores (NumPy) without it: the import cost each
+    run, job and rank process about 2 s of CPU before its first step."""
+    code = ("import sys, numpy as np; from lab.data import load_dataset; "
+            "from lab.core.metrics import classification_summary; "
+            "d = load_dataset('digits', None); "
+            "classification_summary(d.train_y, d.train_y, d.classes); "
+            "print('\\n'.join(sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "sklearn" not in out.stdout.split() and "scipy" not in out.stdout.split()

@@ -316,3 +316,16 @@ def test_charts_never_print(capsys: pytest.CaptureFixture[str]) -> None:
     plots.bar_chart(["a"], [1.0], title="t")
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_the_system_chart_draws_cpu_and_gpu_percent_and_names_the_memory() -> None:
+    from lab.views.charts import system_chart
+
+    assert "no system samples" in system_chart([], width=60, height=8)
+    cpu_only = [{"elapsed": 5.0 * i, "cpu_percent": 50.0 + i, "rss": 3 * 2**30} for i in range(12)]
+    text = system_chart(cpu_only, width=70, height=9, color=False)
+    assert "CPU %" in text and "GPU %" not in text and "RSS 3.0 GiB" in text
+    with_gpu = [{**s, "gpu_util": 90.0, "gpu_mem": 31 * 2**30} for s in cpu_only]
+    text = system_chart(with_gpu, width=70, height=9, color=False)
+    assert "GPU %" in text and "GPU mem 31.0 GiB" in text
+    assert len(text.splitlines()) <= 9 and max(len(x) for x in text.splitlines()) <= 70

@@ -43,7 +43,7 @@ def test_database_file_is_wal_with_a_busy_timeout(queue: JobQueue) -> None:
     assert queue.path.name == "lab.db" and queue.path.is_file()
     db = sqlite3.connect(queue.path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")} >= \
         {"jobs", "workers"}
     db.close()
@@ -307,10 +307,11 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
         assert (failed.backend, failed.slurm_id, failed.slurm_options) == ("local", None, None)
         assert waiting.run_config() == TINY
         assert queue.claim("w", os.getpid(), "cpu", 60).id == waiting.id  # still a local job
+        assert (failed.study, waiting.study) == (None, None)  # from before studies
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
-    assert {"backend", "slurm_id", "slurm_options"} <= columns
+    assert {"backend", "slurm_id", "slurm_options", "study"} <= columns
     with pytest.raises(sqlite3.IntegrityError):  # only the two backends there are
         db.execute("UPDATE jobs SET backend = 'pbs' WHERE id = 1")
     db.close()

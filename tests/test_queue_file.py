@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from lab.cli import main
 from lab.config import RunConfig
 from lab.queue import JobQueue
 from lab.queue import db as queue_db
 from lab.queue.db import APPLICATION_ID, SCHEMA_VERSION, expected_columns, identify
+from tests.cli_inprocess import one_click_command, run_cli
 from tests.test_queue import SCHEMA_V1
 
 DATA = 4
@@ -54,7 +54,7 @@ UNUSABLE: list[tuple[str, Callable[[Path], None], str]] = [
      lambda p: make(p, [*lab_tables(SCHEMA_VERSION), "PRAGMA user_version = 99"]), "newer lab"),
     ("a newer lab's, WAL, marked as lab's",
      lambda p: make(p, [*lab_tables(SCHEMA_VERSION), f"PRAGMA application_id = {APPLICATION_ID}",
-                        "PRAGMA user_version = 3"], wal=True), "newer lab"),
+                        f"PRAGMA user_version = {SCHEMA_VERSION + 1}"], wal=True), "newer lab"),
     ("another application's tables",
      lambda p: make(p, ["CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",
                         "INSERT INTO notes (body) VALUES ('keep me')"]), "did not create"),
@@ -98,26 +98,7 @@ def fingerprint(runs: Path) -> dict[str, Any]:
             for p in sorted(runs.iterdir())}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_click_command() -> Any:
-    """`lab.cli.main` with Typer's command tree built once for the module (see
-    tests/test_config_checks.py)."""
-    import typer
-
-    import lab.cli
-
-    lab.cli.load_plugins()
-    command = typer.main.get_command(lab.cli.app)
-    saved = lab.cli.app
-    lab.cli.app = lambda *args, **kwargs: command(*args, **kwargs)
-    yield
-    lab.cli.app = saved
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as stopped:
-        main(argv)
-    return int(stopped.value.code), capsys.readouterr().err
+_one_click_command = pytest.fixture(autouse=True, scope="module")(one_click_command)
 
 
 @pytest.mark.parametrize(("what", "build", "phrase"), UNUSABLE, ids=[u[0] for u in UNUSABLE])
@@ -177,7 +158,18 @@ def _version_2_unmarked(path: Path) -> None:
     db.close()
 
 
-@pytest.mark.parametrize("build", [_version_1, _version_2_unmarked], ids=["v1", "v2 unmarked"])
+def _version_2(path: Path) -> None:
+    """A file as lab wrote it before studies: marked, WAL, version 2, no `study` column."""
+    make(path, [*lab_tables(2), f"PRAGMA application_id = {APPLICATION_ID}",
+                "PRAGMA user_version = 2"], wal=True)
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO jobs (config, label, created) VALUES (?, 'L3', 2.0)", (CONFIG,))
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("build", [_version_1, _version_2_unmarked, _version_2],
+                         ids=["v1", "v2 unmarked", "v2 before studies"])
 def test_our_older_file_is_read_as_is_and_migrated_only_by_a_writer(
         build: Callable[[Path], None], lab_dirs: dict[str, Path],
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -191,8 +183,13 @@ def test_our_older_file_is_read_as_is_and_migrated_only_by_a_writer(
         assert fingerprint(runs)["lab.db"] == before, argv  # no migration, no id, no WAL switch
     code, err = run_cli(["submit", "--level", "3", "--dataset", "digits", "-q"], capsys)
     assert code == 0, err
+    code, err = run_cli(["submit", "--level", "3", "--dataset", "digits", "-q", "--seeds", "2",
+                         "--study", "after"], capsys)
+    assert code == 0, err
     with JobQueue.open(runs, create=False) as queue:
-        assert [j.id for j in queue.jobs()] == [1, 2]
+        assert [j.id for j in queue.jobs()] == [1, 2, 3, 4]
+        assert [j.study for j in queue.jobs()] == [None, None, "after", "after"]
+        assert queue.studies() == ["after"]
     db = sqlite3.connect(runs / "lab.db")
     assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -31,6 +31,7 @@ from PIL import Image
 from lab.cli import main
 from lab.levels import level_config
 from lab.runs import RunDir, append_jsonl, atomic_write_json, new_run, summarize
+from tests.cli_inprocess import one_click_command
 from tests.fakes import write_image_tree
 from tests.tui_runs import epoch_event, result
 
@@ -44,6 +45,11 @@ PROPERTY = settings(max_examples=25, deadline=None, derandomize=True,
 
 
 # ---- the world: two finished runs (one the victim, with a gallery) and a cached data set ----
+# `lab.cli.main` in this process with Typer's command tree built once per module, not once
+# a call (measured: 50-80 ms of CPU a call, most of an in-process command's time)
+_one_click_command = pytest.fixture(autouse=True, scope="module")(one_click_command)
+
+
 def _png(path: Path, size: int = 8) -> None:
     Image.fromarray(np.full((size, size, 3), 128, np.uint8)).save(path)
 
@@ -295,8 +301,16 @@ def _edited(world: dict[str, Any], record: str, case: str) -> bytes:
     return _dump(value)
 
 
-@pytest.mark.parametrize(("record", "body", "corrupt"), [c[1:] for c in RUN_CASES],
-                         ids=[c[0] for c in RUN_CASES])
+# The fast tier takes a few of each record (every reader runs per case, about a second each);
+# the full suite takes them all.
+FAST_RUN_CASES = {"status a list", "status nested 100,000 deep", "status not UTF-8",
+                  "result test_acc infinite", "result classes named as Rich markup",
+                  "config epochs infinite", "config dataset as Rich markup"}
+
+
+@pytest.mark.parametrize(("record", "body", "corrupt"), [
+    pytest.param(*c[1:], id=c[0], marks=() if c[0] in FAST_RUN_CASES else pytest.mark.slow)
+    for c in RUN_CASES])
 def test_a_record_of_the_wrong_shape_marks_its_run_only(
         world: dict[str, Any], record: str, body: bytes | None, corrupt: bool,
         request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:

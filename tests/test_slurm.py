@@ -302,8 +302,21 @@ def test_a_listing_asks_slurm_once_and_records_what_it_ended(
     assert "TIMEOUT (TimeLimit)" in rows[ids[1]]["error"]
     assert rows[ids[2]]["state"] == "failed" and "no longer knows" in rows[ids[2]]["error"]
     assert (rows[local.id]["backend"], rows[local.id]["slurm_state"]) == ("local", None)
-    # Slurm cannot be asked (no squeue here): nothing changes
+    # Slurm cannot be asked: its controller does not answer, or there is no squeue on PATH
+    # (CI installs a real Slurm in /usr/bin, which must not be found: PATH holds only the
+    # stand-ins and the tools they use). Nothing changes.
+    (fake / "squeue.out").write_text("")
+    (fake / "squeue.err").write_text("slurm_load_jobs error: Unable to contact slurm "
+                                     "controller (connect failure)\n")
+    (fake / "squeue.rc").write_text("1")
+    rows = {r["id"]: r for r in lab_json("queue", "--runs-dir", str(runs))}
+    assert rows[ids[0]]["state"] == "running" and rows[ids[0]]["slurm_state"] is None
     (fake / "squeue").unlink()
+    tools = fake.parent / "tools"
+    tools.mkdir()
+    for tool in ("basename", "cat"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{tools}")
     rows = {r["id"]: r for r in lab_json("queue", "--runs-dir", str(runs))}
     assert rows[ids[0]]["state"] == "running" and rows[ids[0]]["slurm_state"] is None
 
@@ -393,8 +406,9 @@ def test_jobs_run_and_cancel_on_a_real_slurm(slurm_cluster: Path,
     runs = lab_dirs["runs"]
     t0 = time.monotonic()
     (quick,) = lab_json("submit", "--slurm", *TINY, "--runs-dir", str(runs))
-    # a long one (20 epochs of many small batches), to be cancelled while it runs
-    (long,) = lab_json("submit", "--slurm", *SLOW, "--epochs", "20", "--runs-dir", str(runs))
+    # a long one (200 epochs of many small batches: minutes on any machine), cancelled while
+    # it runs
+    (long,) = lab_json("submit", "--slurm", *SLOW, "--epochs", "200", "--runs-dir", str(runs))
     assert quick["backend"] == long["backend"] == "slurm"
     assert quick["slurm_id"] and long["slurm_id"] and quick["state"] == "queued"
 

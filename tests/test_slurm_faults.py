@@ -28,6 +28,7 @@ from lab.queue import JobQueue, slurm
 from lab.queue.actions import job_summary
 from lab.queue.slurm import SlurmOptions, SlurmState
 from lab.runs import RunDir
+from tests.cli_inprocess import one_click_command
 from tests.jobtools import SLOW, env, lab, lab_json, wait_for
 from tests.test_slurm import _calls, _squeue, fake, slurm_cluster  # noqa: F401 - fixtures
 
@@ -45,6 +46,11 @@ env > "$FAKE_SLURM/sbatch.env"
 [ -f "$FAKE_SLURM/sbatch.err" ] && cat "$FAKE_SLURM/sbatch.err" >&2
 exit "$(cat "$FAKE_SLURM/sbatch.rc" 2>/dev/null || echo 0)"
 """
+
+
+# `lab.cli.main` in this process with Typer's command tree built once per module, not once
+# a call (measured: 50-80 ms of CPU a call, most of an in-process command's time)
+_one_click_command = pytest.fixture(autouse=True, scope="module")(one_click_command)
 
 
 def stand_in() -> Path:
@@ -552,7 +558,9 @@ def test_a_job_longer_than_its_time_limit_is_signalled_requeued_and_resumed(
     finished an epoch: what is checked is that the requeue happened and lost nothing."""
     runs = lab_dirs["runs"]
     t0 = time.monotonic()
-    (sub,) = lab_json("submit", "--slurm", *SLOW, "--epochs", "30", "--time", "2",
+    # 500 epochs: far more than 2 minutes hold however fast the machine (30 finished in 90 s
+    # on an idle one, so the job was done before its limit came)
+    (sub,) = lab_json("submit", "--slurm", *SLOW, "--epochs", "500", "--time", "2",
                       "--max-requeues", "5", "--runs-dir", str(runs))
     first = sub["slurm_id"]
     script = (runs / "jobs" / f"{sub['id']}.sbatch").read_text()

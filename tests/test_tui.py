@@ -20,9 +20,10 @@ from tests.tui_runs import aio, copy_runs, make_real_runs, plain
 from tui.app import LabApp, make_app
 from tui.model import RowSource
 from tui.screens.compare import CompareScreen
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
-from tui.screens.new_job import ConfirmScreen, NewJobScreen
+from tui.screens.new_job import NewJobScreen
 from tui.widgets.curves import CurvesView, OverlayView
 from tui.widgets.gradcam_view import GradcamView
 from tui.widgets.keybar import KeyBar
@@ -200,7 +201,7 @@ async def test_submit_a_job_cancel_and_retry_it(runs: Path, real: dict[str, Any]
         await until(pilot, lambda: isinstance(app.screen, NewJobScreen))
         # keyboard only: open the level list, pick Level 3, then the fields in order
         await pilot.press("enter", "home", "down", "down", "enter")
-        await pilot.press("tab", "0", "tab", "1", "6", "tab", "tab", "tab", *"digits")
+        await pilot.press("tab", "0", "tab", "1", "6", "tab", "tab", "tab")  # data: digits
         await pilot.press("ctrl+s")
         await pilot.pause()
         dialog = app.screen
@@ -226,11 +227,15 @@ async def test_submit_a_job_cancel_and_retry_it(runs: Path, real: dict[str, Any]
         run_list.table.move_cursor(row=row_index)
         await until(pilot, lambda: main.row is not None and main.row.job_id == job.id)
         await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))  # asks first
+        await pilot.press("y")
         await until(pilot, lambda: JobQueue(runs / "lab.db").get(job.id).state == "cancelled")
         await until(pilot, lambda: main.row.state == "cancelled")
         await pilot.press("r")
         await until(pilot, lambda: JobQueue(runs / "lab.db").get(job.id).state == "queued")
         await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
         await until(pilot, lambda: JobQueue(runs / "lab.db").get(job.id).state == "cancelled")
 
 
@@ -358,3 +363,25 @@ async def test_the_list_fills_from_a_worker_while_the_ui_answers(
                     and run_list.table.row_count == 200)
         assert app.ready_rows == 200 and len(run_list.shown) == 200
     assert loaders and threading.main_thread() not in loaders  # read off the UI thread
+
+
+@aio
+async def test_the_curves_tab_shows_the_run_s_system_load_under_the_loss(
+        runs: Path, real: dict[str, Any]) -> None:
+    """The real runs were sampled while they trained (system.jsonl); a run without samples (an
+    older one) shows no empty chart."""
+    samples = (runs / real["l3"] / "system.jsonl").read_text().splitlines()
+    assert samples
+    (runs / real["l1"] / "system.jsonl").unlink()
+    app = app_for(runs, real)
+    async with app.run_test(size=(120, 40)) as pilot:
+        main = await started(pilot, app)
+        system = app.query_one("#curves-system")
+        await until(pilot, lambda: main.detail is not None and main.detail.run_id == real["l3"])
+        await until(pilot, lambda: "CPU %" in shown(system))
+        assert system.display and len(main.detail.system) == len(samples)
+        assert "RSS" in shown(system)
+        await pilot.press("down")  # the Level 1 run, made before the Level 3 one
+        await until(pilot, lambda: main.detail is not None and main.detail.run_id == real["l1"])
+        await pilot.pause()
+        assert not system.display

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from textual.widgets import Input
 
-from tests.tui_runs import FIXED_NOW, fixed_devices, write_study
+from tests.tui_runs import FIXED_NOW, fixed_devices, write_studies, write_study
 from tui.app import LabApp, make_app
 from tui.screens.compare import CompareScreen
 from tui.screens.main import MainScreen
 from tui.screens.new_job import NewJobScreen
+from tui.state import save_section
 
 SIZES = [pytest.param((80, 24), marks=pytest.mark.slow), (120, 40)]  # 80x24: the full suite
 
@@ -26,6 +27,15 @@ def study_app(lab_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Lab
     monkeypatch.delenv("NO_COLOR", raising=False)  # the snapshots are in colour
     monkeypatch.chdir(lab_dirs["runs"].parent)  # the top bar shows "runs/", not a temp path
     write_study(Path("runs"))
+    return make_app(Path("runs"), Path("data"), clock=lambda: FIXED_NOW,
+                    device_probe=fixed_devices, refresh_s=3600, poll_s=3600)
+
+
+@pytest.fixture
+def studies_app(study_app: LabApp) -> LabApp:
+    """The same runs and two studies: `seeds` unfolded, `lr` folded by the last session."""
+    write_studies(Path("runs"))
+    save_section("console", {"collapsed": ["lr"]})
     return make_app(Path("runs"), Path("data"), clock=lambda: FIXED_NOW,
                     device_probe=fixed_devices, refresh_s=3600, poll_s=3600)
 
@@ -57,6 +67,10 @@ async def _settle(pilot: Any) -> None:
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_main_screen(snap_compare: Any, study_app: LabApp, size: tuple[int, int]) -> None:
     assert snap_compare(study_app, terminal_size=size, run_before=_ready)
+
+
+def test_main_screen_with_studies(snap_compare: Any, studies_app: LabApp) -> None:
+    assert snap_compare(studies_app, terminal_size=(120, 40), run_before=_ready)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

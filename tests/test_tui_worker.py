@@ -13,7 +13,8 @@ from lab.runs import RunDir, pid_alive
 from tests.jobtools import gone, processes, wait_for
 from tests.tui_runs import aio
 from tui.app import make_app
-from tui.screens.new_job import ConfirmScreen, NewJobScreen
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.new_job import NewJobScreen
 from tui.widgets.topbar import TopBar
 
 pytestmark = pytest.mark.slow  # a real worker started from the console
@@ -48,7 +49,7 @@ async def test_quitting_leaves_the_worker_and_its_job_running(lab_dirs: dict[str
             await until("the dialog", lambda: isinstance(app.screen, NewJobScreen))
             # Level 3 on digits, small batches and many epochs: it runs until we cancel it
             await pilot.press("enter", "end", "enter", "tab", *"200", "tab", *"32", "tab", "8",
-                              "tab", "tab", *"digits", "enter")
+                              "ctrl+s")  # the data set: digits, the one this machine has
             await until("the offer of a worker", lambda: isinstance(app.screen, ConfirmScreen))
             await pilot.press("y")
             topbar = app.query_one(TopBar)

@@ -110,8 +110,16 @@ def test_cancel_queued_and_running_jobs_and_a_failing_job_does_not_stop_the_work
     (last_id,) = submit(runs, *TINY)
     cancelled = lab("cancel", str(queued_id), "--runs-dir", str(runs), check=True)
     assert cancelled.stdout.strip() == f"job {queued_id} cancelled"
+    heard = tmp_path / "heard.jsonl"  # what `--on-end` told a script, one line a call
+    script = tmp_path / "notify.py"
+    script.write_text("import json, os, sys\n"
+                      f"with open({str(heard)!r}, 'a') as fh:\n"
+                      "    fh.write(json.dumps({k: v for k, v in os.environ.items()"
+                      " if k.startswith('LAB_')}) + '\\n')\n"
+                      "sys.exit(3)  # a failing notification must not change the job\n")
     with processes() as procs:
-        worker = procs.worker(runs, "--exit-when-idle")
+        worker = procs.worker(runs, "--exit-when-idle", "--on-end",
+                              f"{sys.executable} {script}")
         run = RunDir(runs / wait_for("a run", lambda: job(runs, long_id).run_id))
         wait_for("a checkpoint", run.checkpoint_path.exists)
         stopped = lab("cancel", str(long_id), "--wait", "--runs-dir", str(runs), check=True)
@@ -130,6 +138,19 @@ def test_cancel_queued_and_running_jobs_and_a_failing_job_does_not_stop_the_work
     assert failed.state == "failed" and "cannot be read" in failed.error
     assert f"job {failing_id} failed: weights file" in log
     assert job(runs, last_id).state == "done"
+    # one notification per job the worker ran, whatever its end; none for the never-run one
+    calls = {int(c["LAB_JOB_ID"]): c for c in map(json.loads, heard.read_text().splitlines())}
+    assert len(heard.read_text().splitlines()) == len(calls) == 3
+    assert {i: c["LAB_JOB_STATE"] for i, c in calls.items()} == {
+        long_id: "cancelled", failing_id: "failed", last_id: "done"}
+    done = calls[last_id]
+    result = json.loads((runs / done["LAB_RUN_ID"] / "result.json").read_text())
+    assert float(done["LAB_TEST_ACC"]) == pytest.approx(result["test_acc"], abs=1e-6)
+    assert done["LAB_RUN_DIR"] == str(runs.resolve() / done["LAB_RUN_ID"])
+    assert Path(done["LAB_JOB_LOG"]).is_file() and calls[long_id]["LAB_RUN_ID"] == run.id
+    assert calls[failing_id]["LAB_TEST_ACC"] == "" and "cannot be read" in \
+        calls[failing_id]["LAB_JOB_ERROR"]
+    assert log.count("on-end command exited with code 3") == 3
 
 
 def test_a_detached_worker_outlives_the_shell_that_started_it(lab_dirs: dict[str, Path]) -> None:
@@ -194,3 +215,54 @@ def test_sigterm_interrupts_and_stop_now_cancels_the_running_job(
         assert second.wait(timeout=60) == 0
     assert job(runs, job_id).state == "cancelled"
     assert run.status()["state"] == "cancelled" and run.config_path.exists()
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_job_process_forked_from_the_warm_template_is_the_worker_s_child_and_dies_alone(
+        lab_dirs: dict[str, Path]) -> None:
+    """The template has imported torch once; each job process is forked from it, yet it is
+    the worker's own child (re-parented: the worker is a subreaper), writes its own log, and
+    a kill -9 of it fails that job only: the worker forks the next one from the template."""
+    runs = lab_dirs["runs"]
+    (long_id,) = submit(runs, *SLOW, "--epochs", "50")
+    with processes() as procs:
+        worker = procs.worker(runs)
+        run = RunDir(runs / wait_for("a run", lambda: job(runs, long_id).run_id))
+        wait_for("a step", lambda: in_epoch(run, 1), every=0.01)
+        child = job(runs, long_id).child_pid
+        assert parent_of(child) == worker.pid
+        assert b"lab.entry.template" in Path(f"/proc/{child}/cmdline").read_bytes()
+        environ = Path(f"/proc/{child}/environ").read_bytes()
+        assert b"\0CUDA_VISIBLE_DEVICES=\0" in b"\0" + environ  # the CPU slot's
+        os.kill(child, signal.SIGKILL)
+        failed = wait_for("the job to fail", lambda: (j := job(runs, long_id)).state == "failed"
+                          and j)
+        assert "killed by signal SIGKILL" in failed.error
+        (next_id,) = submit(runs, *TINY)
+        wait_for("the next job", lambda: job(runs, next_id).state == "done")
+        lab("worker", "stop", "--wait", "--runs-dir", str(runs), check=True)
+        assert worker.wait(timeout=60) == 0
+        log = worker.stdout.read()
+    assert log.count("job template warm") == 1 and "fresh interpreter" not in log
+    job_log = (runs / "jobs" / f"{next_id}.log").read_text()
+    assert f"job {next_id} L3: " in job_log and "test accuracy" in job_log
+    assert "Traceback" not in job_log
+
+
+def test_an_idle_worker_wakes_for_a_submit_before_its_next_poll(
+        lab_dirs: dict[str, Path]) -> None:
+    """Polls and heartbeats minutes apart: only the wake-up on the queue file's change can
+    make it take a job submitted while it sleeps."""
+    runs = lab_dirs["runs"]
+    with processes() as procs:
+        os.environ["LAB_JOB_TEMPLATE"] = "0"  # no template whose warming would wake it
+        try:
+            worker = procs.worker(runs, poll="600", heartbeat="300")
+        finally:
+            del os.environ["LAB_JOB_TEMPLATE"]
+        wait_for("the worker", lambda: (runs / "workers" / f"worker-{worker.pid}.pid").exists())
+        (job_id,) = submit(runs, *TINY)
+        wait_for("the job to be done", lambda: job(runs, job_id).state == "done", timeout=240)

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,14 @@ def aio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
         asyncio.run(test(*args, **kwargs))
 
     return run
+
+
+async def until(pilot: Any, condition: Callable[[], Any], timeout: float = 15.0) -> None:
+    """Let the app run until `condition()` holds (a test fails after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {condition}"
+        await pilot.pause(0.05)
 
 
 def fixed_devices() -> list[DeviceStat]:
@@ -75,11 +84,13 @@ def copy_runs(src: Path, dst: Path, keep_checkpoints: bool = False) -> None:
 def write_run(runs_dir: Path, run_id: str, level: int, *, state: str = "done",
               epochs: int = 5, done_epochs: int | None = None, final_acc: float = 0.9,
               created: str = "2025-03-01T10:00:00+00:00", steps_per_epoch: int = 20,
-              corrupt: str | None = None) -> RunDir:
-    """A run as the engine would leave it, with numbers from a formula (no training)."""
+              corrupt: str | None = None, config: dict[str, Any] | None = None) -> RunDir:
+    """A run as the engine would leave it, with numbers from a formula (no training).
+    `config`: fields over the level's preset (e.g. a study's name, seed, lr)."""
     changes: dict[str, Any] = dict(dataset="digits", image_size=32, epochs=epochs, device="cpu")
     if level in (1, 2):
         changes["weights"] = "none"
+    changes.update(config or {})
     config = level_config(level).replace(**changes)
     run = RunDir(Path(runs_dir) / run_id)
     run.path.mkdir(parents=True)
@@ -169,6 +180,21 @@ def write_study(runs_dir: Path) -> dict[str, str]:
     write_run(runs_dir, ids["running"], 3, state="running", epochs=8, done_epochs=3,
               final_acc=0.8, created="2025-03-01T11:30:00+00:00")
     return ids
+
+
+SEEDS = {f"20250301-08000{i}-l2-5a0{i}": acc for i, acc in enumerate((0.93, 0.96, 0.94), 1)}
+LRS = {f"20250301-07000{i}-l3-6b0{i}": acc for i, acc in enumerate((0.80, 0.84), 1)}
+
+
+def write_studies(runs: Path) -> None:
+    """Two studies beside the five runs of `write_study`: `seeds` (three Level 2 runs, one per
+    seed, all done) and `lr` (two Level 3 runs, one lr each)."""
+    for i, (run_id, acc) in enumerate(SEEDS.items(), 1):
+        write_run(runs, run_id, 2, final_acc=acc, created=f"2025-03-01T08:00:0{i}+00:00",
+                  config={"study": "seeds", "seed": i})
+    for i, (run_id, acc) in enumerate(LRS.items(), 1):
+        write_run(runs, run_id, 3, final_acc=acc, created=f"2025-03-01T07:00:0{i}+00:00",
+                  config={"study": "lr", "lr": 1e-3 * i})
 
 
 def events_lines(path: Path) -> list[dict]:

@@ -13,22 +13,32 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from tui.device import DeviceProbe, DeviceStat
+from tui.keys import OrderedKeys
 from tui.messages import ListReady
 from tui.screens.help import HelpScreen, binding_rows
 from tui.screens.main import MainScreen
+from tui.state import load_section, save_section
 from tui.widgets.run_list import RunTable
 from tui.widgets.run_tabs import TABS
 
+PREFS = "console"  # the state file's section for marks, sort and theme
 
-class LabApp(App[None]):
+
+def remember(**values: object) -> None:
+    """Keep some of the console's preferences for the next start (a failed write is dropped)."""
+    save_section(PREFS, {**load_section(PREFS), **values})
+
+
+class LabApp(OrderedKeys):  # keys in order: a burst types what the keys one by one would
     CSS_PATH = "lab.tcss"
     TITLE = "lab"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    key_effect_groups = frozenset({"queue"})  # a submit may ask "start a worker?"
     BINDINGS = [
         Binding("t", "toggle_dark", "theme", tooltip="light or dark theme"),
         Binding("question_mark,f1", "help", "help", key_display="?", tooltip="this help"),
@@ -45,8 +55,12 @@ class LabApp(App[None]):
         self.device_probe = device_probe or DeviceProbe().sample
         self.refresh_s, self.poll_s = refresh_s, poll_s
         self.ready_rows: int | None = None
+        self.prefs = load_section(PREFS)  # marks, sort and theme of the last session
+        saved = self.prefs.get("theme")
         if theme:
             self.theme = theme
+        elif isinstance(saved, str) and saved in self.available_themes:
+            self.theme = saved
 
     @property
     def runs_label(self) -> str:
@@ -59,12 +73,23 @@ class LabApp(App[None]):
     def get_default_screen(self) -> Screen:
         return MainScreen(self.runs_dir, self.data_dir, runs_label=self.runs_label,
                           device_probe=self.device_probe, clock=self.clock,
-                          refresh_s=self.refresh_s, poll_s=self.poll_s)
+                          refresh_s=self.refresh_s, poll_s=self.poll_s, prefs=self.prefs,
+                          remember=remember)
 
     def on_mount(self) -> None:
         """SIGTERM and SIGHUP (an SSH link dropping) quit like `q`, exit code 130: the terminal
         is given back and nothing is printed; the jobs and workers go on. (The CLI's handlers
-        would raise inside Textual's loop, which prints the exception.)"""
+        would raise inside Textual's loop, which prints the exception.)
+        A runs directory that is missing or not a directory is said at once, not shown as an
+        empty list that looks like no runs."""
+        from lab.runs import runs_dir_problem
+
+        problem = runs_dir_problem(self.runs_dir)
+        if problem:
+            later = "" if self.runs_dir.exists() else "; it is created when a job is submitted"
+            self.notify(f"{problem}: nothing to show{later} (check --runs-dir or LAB_RUNS_DIR)",
+                        title="runs directory", severity="warning", timeout=30)
+        self.theme_changed_signal.subscribe(self, lambda theme: remember(theme=theme.name))
         if self.is_headless:
             return
         loop = asyncio.get_running_loop()
@@ -105,6 +130,8 @@ class LabApp(App[None]):
              main.action_start_worker),
             ("Grad-CAM gallery", "Make a Grad-CAM gallery of the selected finished run",
              main.action_gradcam),
+            ("Log (full screen)", "The selected row's log: follow, search, wrap",
+             main.action_log_view),
             ("Filter list", "Show only rows matching some words", main.action_filter),
             ("Sort list", "Cycle: newest, state, accuracy, level, name", main.action_sort),
         ):

@@ -1,150 +1,64 @@
-"""Commands the `tui` package adds to the `lab` CLI: `lab tui` and `lab gradcam show`.
+"""The `lab.commands` entry point of the `tui` package: `lab tui` and `lab gradcam show`.
 
-Both draw in the terminal with Textual or textual-image, so they live here rather than in `lab/`,
-which stays headless. `lab.cli.main` loads them through the `lab.commands` entry point; this
-module imports only Typer and the CLI's shared options at load time, so `lab --help` stays fast.
+`register(app, groups)` adds the Typer commands (`tui.cli`) to the `lab` tree. `register.fast`
+starts the console on a plain `lab tui` line without that tree (Typer, pydantic, every other
+command's module: half a second before the first screen); any other line, `--help` or a mistake
+included, is left to Typer, so it is answered as before. This module imports nothing heavy.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
-from lab.cli.common import DataDirOpt, RunsDirOpt, data_dir, out, runs_dir
-
-MODES = ("auto", "kitty", "sixel", "halfcell", "unicode")
-RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id, prefix or 'latest'.")]
+# the options a plain `lab tui` line may carry, each with a value; their Typer names (tui.cli)
+PLAIN_OPTIONS = {"--runs-dir": "runs", "--data-dir": "data", "--theme": "theme"}
 
 
-def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
-    """Add this package's commands to the `lab` app and its `gradcam` group."""
-    app.command()(tui)
-    groups["gradcam"].command()(show)
+class Commands:
+    """What `lab.cli` finds under the entry point's name (`tui`)."""
+
+    def __call__(self, app: Any, groups: dict[str, Any]) -> None:
+        """Add the commands to the `lab` app and its `gradcam` group."""
+        from lab.cli.plugins import add_picture_drawer
+        from tui import cli
+
+        app.command()(cli.tui)
+        groups["gradcam"].command()(cli.show)
+        add_picture_drawer(cli.draw_picture)
+
+    def fast(self, args: list[str]) -> int | None:
+        """`lab tui ARGS` when they are plain options (exit code), else None for Typer."""
+        options = plain_options(args)
+        if options is None:
+            return None
+        from lab.paths import default_data_dir
+        from lab.runs import default_runs_dir
+
+        runs = Path(options["runs"]) if "runs" in options else default_runs_dir()
+        data = Path(options["data"]) if "data" in options else default_data_dir()
+        from tui.start import run_console
+
+        return run_console(runs, data, options.get("theme"))
 
 
-def tui(
-    runs: RunsDirOpt = None,
-    data: DataDirOpt = None,
-    screenshot: Annotated[Path | None, typer.Option(
-        "--screenshot", help="Render headless and save an SVG of the screen here, then exit.",
-        show_default=False)] = None,
-    size: Annotated[str, typer.Option(help="Screenshot size, COLUMNSxROWS.")] = "120x40",
-    press: Annotated[str, typer.Option(
-        help="Screenshot: keys to press first, comma-separated (e.g. 'down,space,down,space,7')."
-    )] = "",
-    theme: Annotated[str | None, typer.Option(
-        help="Textual theme, e.g. textual-dark or textual-light.", show_default=False)] = None,
-) -> None:
-    """The lab console: jobs and runs, live curves, compare, new jobs, Grad-CAM (keyboard only;
-    quitting it leaves every job and worker running)."""
-    from lab.errors import ConfigError
-
-    runs_path, data_path = runs_dir(runs), data_dir(data)
-    if screenshot is not None:
-        try:
-            cols, rows = (int(v) for v in size.lower().split("x"))
-        except ValueError:
-            raise ConfigError(f"--size {size!r}: expected COLUMNSxROWS, e.g. 120x40") from None
-        if not (20 <= cols <= 1000 and 10 <= rows <= 1000):
-            raise ConfigError(f"--size {size!r}: between 20x10 and 1000x1000")
-        from tui.screenshot import screenshot as shoot
-
-        keys = [k.strip() for k in press.split(",") if k.strip()]
-        written = shoot(runs_path, data_path, screenshot, (cols, rows), keys, theme=theme)
-        out.print(f"screenshot: {written}")
-        return
-    import logging
-
-    # textual-image asks the terminal about graphics and cell size while it is imported,
-    # which only works before Textual takes the terminal over; a terminal that does not
-    # answer is fine (half-cell blocks), so its warning with a traceback is not shown.
-    logging.getLogger("textual_image").setLevel(logging.ERROR)
-    import textual_image.widget  # noqa: F401
-
-    from tui.app import make_app
-
-    app = make_app(runs_path, data_path, theme=theme)
-    app.run()
-    if app.return_code:  # 130 after SIGTERM or SIGHUP
-        raise typer.Exit(app.return_code)
+register = Commands()
 
 
-def show(
-    run_ref: RunArg,
-    file: Annotated[str | None, typer.Argument(help="A PNG of the gallery (default: its grid).",
-                                               show_default=False)] = None,
-    gallery: Annotated[str | None, typer.Option(help="Gallery name (default: the newest).",
-                                                show_default=False)] = None,
-    mode: Annotated[str, typer.Option(help="auto | kitty | sixel | halfcell | unicode.")] = "auto",
-    width: Annotated[int | None, typer.Option(help="Image width in terminal cells.",
-                                              show_default=False)] = None,
-    runs: RunsDirOpt = None,
-) -> None:
-    """Draw a saved heatmap in the terminal, its caption beside it."""
-    from PIL import Image as PILImage
-    from rich.table import Table
-    from rich.text import Text
-
-    from lab.errors import ConfigError
-    from lab.runs import resolve_run
-
-    if mode not in MODES:
-        raise ConfigError(f"--mode {mode!r}: choose {', '.join(MODES)}")
-    run = resolve_run(runs_dir(runs), run_ref)
-    path, caption = _locate(run.path / "gradcam", gallery, file)
-    renderable = _image_class(mode)(PILImage.open(path), width=width or _default_width(path))
-    layout = Table.grid(padding=(0, 2))
-    layout.add_column()
-    layout.add_column(max_width=40)
-    layout.add_row(renderable, Text(caption))
-    out.print(layout)
-
-
-def _locate(gradcam_dir: Path, gallery: str | None, file: str | None) -> tuple[Path, str]:
-    """The PNG to show and its caption; only files listed in a gallery index can be named."""
-    from lab.errors import NotFoundError
-    from lab.explain.index import read_galleries, read_gallery
-
-    galleries = read_galleries(gradcam_dir)  # indexes checked against their shapes
-    if not galleries:
-        raise NotFoundError(f"{gradcam_dir.parent.name} has no Grad-CAM gallery",
-                            hint=f"make one with `lab gradcam {gradcam_dir.parent.name}`")
-    if gallery is not None:
-        galleries = [g for g in galleries if g["name"] == gallery]
-        if not galleries:
-            raise NotFoundError(f"no gallery {gallery!r} in this run")
-    for entry in galleries:
-        index = read_gallery(gradcam_dir, entry["name"])
-        if index is None:
-            continue
-        header = f"{entry['name']}: {index.get('method')} on {index.get('layer')}"
-        if file is None:
-            if not index.get("grid"):
-                raise NotFoundError(f"gallery {entry['name']!r} is empty")
-            right = sum(1 for i in index["items"] if i["correct"])
-            text = (f"{header}\n{right} right (green), {len(index['items']) - right} wrong (red)"
-                    "\nlabels: true>predicted confidence")
-            return gradcam_dir / entry["name"] / index["grid"], text
-        name = Path(file).name
-        for item in index["items"]:
-            if item["file"] == name:
-                text = (f"{header}\n{item['caption']}\ntest image #{item['test_index']}\n"
-                        f"{'right' if item['correct'] else 'WRONG'}")
-                return gradcam_dir / entry["name"] / item["file"], text
-    raise NotFoundError(f"no image {file!r} in the gallery index",
-                        hint="`lab gradcam show RUN` shows the grid; its files are in the index")
-
-
-def _image_class(mode: str) -> Any:
-    from textual_image import renderable
-
-    return {"auto": renderable.Image, "kitty": renderable.TGPImage,
-            "sixel": renderable.SixelImage, "halfcell": renderable.HalfcellImage,
-            "unicode": renderable.UnicodeImage}[mode]
-
-
-def _default_width(path: Path) -> int:
-    columns = out.width
-    return max(20, min(columns - 44, 100 if "grid" in path.name else 64))
+def plain_options(args: list[str]) -> dict[str, str] | None:
+    """`--runs-dir`, `--data-dir` and `--theme`, as `--name VALUE` or `--name=VALUE`; None if
+    anything else is on the line or a value is empty or looks like an option."""
+    found: dict[str, str] = {}
+    rest = list(args)
+    while rest:
+        name, eq, value = rest.pop(0).partition("=")
+        if name not in PLAIN_OPTIONS:
+            return None
+        if not eq:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        if not value or value.startswith("-"):
+            return None
+        found[PLAIN_OPTIONS[name]] = value
+    return found

@@ -28,6 +28,7 @@ class RunDetail:
     status: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     bad_lines: int = 0
+    system: list[dict[str, Any]] = field(default_factory=list)  # system.jsonl's samples
     result: dict[str, Any] | None = None
     galleries: list[dict[str, Any]] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
@@ -74,6 +75,7 @@ def load_detail(runs_dir: Path, row: Row) -> RunDetail:
         else:
             detail.result = value
     detail.events, detail.bad_lines = read_events(run.metrics_path)
+    detail.system = read_samples(run.path / "system.jsonl")
     if detail.bad_lines:
         detail.errors.append(f"metrics.jsonl: {detail.bad_lines} unreadable line(s) skipped "
                              "(torn or corrupt); the rest is shown")
@@ -86,12 +88,10 @@ def load_detail(runs_dir: Path, row: Row) -> RunDetail:
 
 
 def weakest(per_class: list[dict[str, Any]], n: int = 3) -> list[str]:
-    """`lab.views.states.weakest_classes`, less any class as good as the best one: a perfect
-    class is never "weak"."""
+    """`lab.views.states.weakest_classes` (classes clearly below the rest), none for a
+    per-class table whose values are not numbers."""
     try:
-        best = max(float(r["f1"]) for r in per_class)
-        f1 = {r["class"]: float(r["f1"]) for r in per_class}
-        return [c for c in weakest_classes(per_class, n) if f1[c] < best]
+        return weakest_classes(per_class, n)
     except (KeyError, TypeError, ValueError):
         return []
 
@@ -123,7 +123,8 @@ def read_galleries(gradcam_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         items = [{**item, "path": folder / item["file"]} for item in gindex["items"]]
         grid = gindex.get("grid")
         galleries.append({"name": name, "method": gindex.get("method", entry.get("method")),
-                          "layer": gindex.get("layer"), "items": items,
+                          "layer": gindex.get("layer"),
+                          "layer_size": gindex.get("layer_size"), "items": items,
                           "grid": folder / grid if grid else None})
     return galleries, errors
 
@@ -198,3 +199,22 @@ def progress(detail: RunDetail, rate: tuple[float, float] | None = None) -> Prog
         eta = max(0.0, (total - done) * batch / ips)
     return Progress(epoch=min(epoch + 1, epochs) if fraction < 1 else epochs, epochs=epochs,
                     fraction=fraction, images_per_s=ips, eta_s=eta)
+
+
+def read_samples(path: Path) -> list[dict[str, Any]]:
+    """The whole lines of a run's system.jsonl (a torn last line, or none at all: skipped)."""
+    import json
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    samples = []
+    for line in data.split(b"\n"):
+        try:
+            sample = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(sample, dict):
+            samples.append(sample)
+    return samples

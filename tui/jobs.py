@@ -20,12 +20,41 @@ from lab.errors import LabError, RunFailed
 WORKER_START_TIMEOUT_S = 180.0
 
 
-def build_job_config(level: int, options: dict[str, Any]) -> Any:
-    """The RunConfig `lab submit --level N --epochs ...` would queue; raises ConfigError."""
+def build_job_config(level: int, options: dict[str, Any], data_dir: Path) -> Any:
+    """The RunConfig `lab submit --level N --epochs ... --data-dir DIR` would queue, its data
+    set and weights checked as there; raises the LabError that `lab submit` would print."""
     from lab.levels import build_config
     from lab.queue.actions import queueable
 
-    return queueable(build_config(level, None, options, []))
+    return queueable(build_config(level, None, options, []), data_dir)
+
+
+def build_study_configs(level: int, options: dict[str, Any], data_dir: Path, sweep: str,
+                        seeds: int, study: str) -> list[Any]:
+    """The configs `lab submit --level N ... --sweep ... --seeds N --study NAME` would queue
+    (`lab.queue.studies.plan`, then `queueable` once per data set and weights); a blank
+    `study` gets a name made from the time, as there."""
+    from lab.levels import build_config
+    from lab.queue import studies
+    from lab.queue.actions import queueable_all
+
+    configs = studies.plan([build_config(level, None, options, [])],
+                           studies.parse_sweep_text(sweep), seeds,
+                           study or studies.generated_name(),
+                           to_allow="`lab submit ... --yes` queues a grid that large")
+    return queueable_all(configs, data_dir)
+
+
+def submit_study(runs_dir: Path, configs: list[Any], priority: int,
+                 generated: bool = False) -> tuple[str, bool]:
+    """Queue a study's configs in one transaction; returns what was done, in a line, and
+    whether a worker is alive to run them. `generated`: the name was made from the time."""
+    from lab.queue import JobQueue, studies
+
+    with JobQueue.open(runs_dir) as queue:
+        done = studies.submit_study(queue, configs, priority=priority, generated=generated)
+        alive = any(w.alive for w in queue.workers())
+    return done.describe(), alive
 
 
 def submit(runs_dir: Path, config: Any, priority: int) -> tuple[int, bool]:

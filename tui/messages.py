@@ -39,9 +39,13 @@ class DetailLoaded(Message):
 
 
 class OverlayLoaded(Message):
-    def __init__(self, series: dict[str, list[dict]]) -> None:
+    """The marked runs' epoch events by label, and the groups they form (name -> labels)."""
+
+    def __init__(self, series: dict[str, list[dict]],
+                 groups: dict[str, list[str]] | None = None) -> None:
         super().__init__()
         self.series = series
+        self.groups = groups or {}
 
 
 class DevicesSampled(Message):
@@ -70,7 +74,9 @@ class ComparisonLoaded(Message):
     """The compare screen's rows and curves, read off the UI thread (or why they could not be)."""
 
     def __init__(self, rows: list[dict[str, Any]], epochs: dict[str, list[dict]],
-                 error: str | None, notes: list[str] | None = None) -> None:
+                 error: str | None, notes: list[str] | None = None,
+                 groups: dict[str, list[str]] | None = None) -> None:
         super().__init__()
         self.rows, self.epochs, self.error = rows, epochs, error
         self.notes = notes or []  # runs left out because a record of theirs is corrupt
+        self.groups = groups or {}  # the runs that form a study's group: drawn as a band

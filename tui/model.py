@@ -15,8 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lab.errors import LabError
 from lab.runs import RunDir, list_runs, read_jsonl_counted, summarize
 from lab.views.states import look
+from lab.views.study import Progress, study_progress
 
 SORTS = ("newest", "state", "accuracy", "level", "name")
 
@@ -43,6 +45,13 @@ class Row:
     warning: str | None = None  # a damaged record the row still shows (a torn metrics line)
     slurm_id: str | None = None  # a Slurm job's id (`lab submit --slurm`)
     slurm_state: str | None = None  # what squeue/sacct said of it at the last refresh
+    study: str = ""  # the study the job or run belongs to (its config's `study`); "" for none
+    progress: Progress | None = None  # on a study's header row: its members counted
+
+    @property
+    def is_header(self) -> bool:
+        """A study's header row in the list, not a job or a run."""
+        return self.progress is not None
 
     @property
     def label(self) -> str:
@@ -57,6 +66,7 @@ class Row:
             self.name, self.state, self.dataset, self.model, self.run_id or "",
             f"l{self.level}" if self.level else "custom", f"#{self.job_id}" if self.job_id else "",
             f"slurm {self.slurm_id} {self.slurm_state or ''}" if self.slurm_id else "",
+            self.study,
         )).lower()
         return all(word in hay for word in text.lower().split())
 
@@ -80,6 +90,40 @@ def sort_rows(rows: list[Row], how: str) -> list[Row]:
     if how == "name":
         return sorted(newest, key=lambda r: r.name)
     return newest
+
+
+def study_header(study: str, members: list[Row]) -> Row:
+    """A study's header row: its jobs and runs counted by state, their best and mean test
+    accuracy, the newest one's time and the data set they share."""
+    datasets = {m.dataset for m in members}
+    return Row(key=f"study:{study}", name=study, state="study", study=study,
+               progress=study_progress((m.state, m.test_acc) for m in members),
+               dataset=datasets.pop() if len(datasets) == 1 else "",
+               created=max((m.created for m in members if m.created), default=None))
+
+
+def with_studies(ordered: list[Row], every: list[Row], collapsed: frozenset[str]) -> list[Row]:
+    """The list's rows with each study as a group: a header row where the study's first row
+    falls in `ordered`, then its rows from `ordered` (none when the study is collapsed). The
+    header counts all of the study's rows in `every`, shown or filtered out. Rows outside a
+    study keep their place, so a list without studies is `ordered` itself."""
+    members: dict[str, list[Row]] = {}
+    for row in every:
+        if row.study:
+            members.setdefault(row.study, []).append(row)
+    shown: dict[str, list[Row]] = {}
+    for row in ordered:
+        if row.study:
+            shown.setdefault(row.study, []).append(row)
+    out: list[Row] = []
+    for row in ordered:
+        if not row.study:
+            out.append(row)
+        elif row is shown[row.study][0]:
+            out.append(study_header(row.study, members.get(row.study) or shown[row.study]))
+            if row.study not in collapsed:
+                out.extend(shown[row.study])
+    return out
 
 
 def age(seconds: float | None) -> str:
@@ -167,7 +211,15 @@ def run_row(run: RunDir) -> Row:
         model=s.get("model") or "", dataset=s.get("dataset") or "", epoch=s.get("epoch") or 0,
         epochs=s.get("epochs"), val_acc=s.get("val_acc"), test_acc=s.get("test_acc"),
         created=parse_time(s.get("created")) or _created_from_id(run.id), error=s.get("error"),
-        warning=warning)
+        warning=warning, study=_study(run))
+
+
+def _study(run: RunDir) -> str:
+    """The run's study ("" for none; `summarize` has just read the same config)."""
+    try:
+        return run.config().study
+    except (LabError, OSError):
+        return ""
 
 
 def job_row(job: dict[str, Any], run: Row | None) -> Row:
@@ -182,11 +234,13 @@ def job_row(job: dict[str, Any], run: Row | None) -> Row:
                model=str(config.get("model", "")), dataset=str(config.get("dataset", "")),
                epochs=config.get("epochs"), created=job.get("created"),
                priority=job.get("priority") or 0, error=job.get("error"),
-               slurm_id=job.get("slurm_id"), slurm_state=job.get("slurm_state"))
+               slurm_id=job.get("slurm_id"), slurm_state=job.get("slurm_state"),
+               study=str(config.get("study") or ""))  # a queued job has no run yet
     if run is None:
         return base
     return replace(base, epoch=run.epoch, val_acc=run.val_acc, test_acc=run.test_acc,
-                   warning=run.warning, error=base.error or run.error)
+                   warning=run.warning, error=base.error or run.error,
+                   study=base.study or run.study)
 
 
 def _created_from_id(run_id: str) -> float | None:

@@ -1,6 +1,9 @@
-"""The `lab` command line: wires the command groups and maps every failure to one line.
+"""The `lab` command line: runs a command and maps every failure to one line.
 
-Commands import torch inside their functions, so `lab --help` answers at once.
+The Typer tree (`lab.cli.tree`: Typer, pydantic and every command group's module) is built on
+first use. A command another package adds may parse a plain line itself (`lab.cli.plugins`):
+`lab tui` then starts the console without building the tree; `lab tui --help` and any line it
+does not take go through Typer as ever.
 """
 
 from __future__ import annotations
@@ -9,59 +12,20 @@ import os
 import signal
 import sys
 import traceback
+from typing import Any
 
-import typer
-
-from lab.cli import bench, data, gradcam, info, jobs, results, watch
-from lab.cli import report as report_cmds
-from lab.cli import run as run_cmds
-from lab.cli import worker as worker_cmds
+from lab.cli.plugins import run_fast
 from lab.cli.signals import Interrupted, interrupt_on_signals
 from lab.errors import ExitCode, LabError, describe_os_error
 
-app = typer.Typer(
-    name="lab",
-    help="A terminal lab console for image-classification experiments (CIFAR-10 study levels 1-3).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-app.command()(run_cmds.run)
-app.command()(run_cmds.resume)
-app.command()(run_cmds.demo)
-app.command()(results.runs)
-app.command()(results.show)
-app.command()(results.compare)
-app.command()(report_cmds.report)
-app.command()(info.levels)
-app.command()(info.doctor)
-app.command()(bench.bench)
-app.add_typer(data.app, name="data")
-app.command()(jobs.submit)
-app.command(name="queue")(jobs.queue_cmd)
-app.command()(jobs.cancel)
-app.command()(jobs.retry)
-app.command()(jobs.logs)
-app.command()(watch.watch)
-app.add_typer(worker_cmds.app, name="worker")
-app.add_typer(gradcam.app, name="gradcam")
 
+def __getattr__(name: str) -> Any:
+    """`app` and `load_plugins` (the Typer tree) are imported when first asked for."""
+    if name in ("app", "load_plugins"):
+        from lab.cli import tree
 
-_plugins_loaded = False
-
-
-def load_plugins() -> None:
-    """Commands other packages add through the `lab.commands` entry point (the console's
-    `lab tui` and `lab gradcam show`), loaded at start-up rather than imported by `lab/`."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group="lab.commands"):
-        entry.load()(app, {"gradcam": gradcam.app})
+        return getattr(tree, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,7 +35,6 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("LAB_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
-    load_plugins()
     with interrupt_on_signals() as signals:
         try:
             code = _run(args, debug)
@@ -79,20 +42,38 @@ def main(argv: list[str] | None = None) -> None:
             code = ExitCode.INTERRUPTED
         if signals and code == ExitCode.INTERRUPTED:  # Typer turns it into a silent exit 130
             _fail(f"interrupted by {signal.Signals(signals[0]).name}")
-    sys.exit(int(code))
+    from lab.core.collectives import leave
+
+    leave(int(code))  # a rank of the user's torchrun skips the interpreter's teardown
+
+
+def _app() -> Any:
+    """The Typer app with the plugins' commands (a test may have swapped `lab.cli.app`)."""
+    from lab.cli import tree
+
+    tree.load_plugins()
+    return globals().get("app", tree.app)
+
+
+def _interrupts() -> tuple[type[BaseException], ...]:
+    """Ctrl-C, and Typer's Abort once Typer is loaded (it cannot have been raised before)."""
+    typer = sys.modules.get("typer")
+    return (KeyboardInterrupt, typer.Abort) if typer is not None else (KeyboardInterrupt,)
 
 
 def _run(args: list[str], debug: bool) -> int:
     """The command's exit code; any error is reported here as one line."""
     code = ExitCode.OK
     try:
-        rv = app(args=args, prog_name="lab", standalone_mode=False)
+        rv = run_fast(args)
+        if rv is None:
+            rv = _app()(args=args, prog_name="lab", standalone_mode=False)
         code = rv if isinstance(rv, int) else ExitCode.OK
     except LabError as exc:
         code = _report(exc, str(exc), exc.exit_code, debug)
     except Interrupted:
         raise  # reported by `main`, which knows whether the command swallowed it
-    except (KeyboardInterrupt, typer.Abort) as exc:
+    except _interrupts() as exc:
         code = _report(exc, "interrupted", ExitCode.INTERRUPTED, debug)
     except OSError as exc:
         described = describe_os_error(exc)

@@ -38,6 +38,20 @@ def runs_dir(value: Path | None) -> Path:
     return value if value is not None else default_runs_dir()
 
 
+def runs_dir_to_read(value: Path | None) -> Path:
+    """The runs directory of a command that only reads it: a directory that is missing (a
+    typo in --runs-dir?) or is not one gets a warning on stderr instead of looking empty.
+    Nothing is created: only commands that write make the directory."""
+    from lab.runs import runs_dir_problem
+
+    path = runs_dir(value)
+    problem = runs_dir_problem(path)
+    if problem:
+        err.print(f"lab: warning: {problem} (check --runs-dir or LAB_RUNS_DIR)", markup=False,
+                  soft_wrap=True)
+    return path
+
+
 def data_dir(value: Path | None) -> Path:
     if value is not None:
         return value

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Any
+import sys
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 from rich.text import Text
 
@@ -16,15 +18,46 @@ SHOWN_FIELDS = ["model", "weights", "dataset", "image_size", "augment", "dropout
                 "split_seed"]
 
 
-def levels(json_out: JsonOpt = False) -> None:
-    """The three presets side by side, with the accuracy the study reported."""
-    from lab.cli.render import levels_table
-    from lab.levels import LEVELS
+def levels(
+    json_out: JsonOpt = False,
+    level: Annotated[int | None, typer.Option(
+        "--level", "-l", help="With --format: the level whose template to write.",
+        show_default=False)] = None,
+    recipe: Annotated[str, typer.Option(
+        help="With --format: seed (the study's presets) | tuned.")] = "seed",
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="toml | json | yaml: write a complete, commented config file of "
+        "--level (every field, its value and what it does) for --config.",
+        show_default=False)] = None,
+) -> None:
+    """The three presets side by side, with the accuracy the study reported; or, with
+    --level N --format toml, one preset as a config file to edit (lab levels -l 2 --format
+    toml > l2.toml)."""
+    from lab.errors import ConfigError
+    from lab.levels import LEVELS, recipe_config
 
+    if fmt is None:
+        if level is not None or recipe != "seed":
+            raise ConfigError("--level and --recipe choose a template: add --format toml, "
+                              "json or yaml")
+    else:
+        from lab.configfile import render_template
+
+        if json_out:
+            raise ConfigError("--json and --format: choose one")
+        if level is None:
+            raise ConfigError("--format writes one level's config: add --level 1, 2 or 3")
+        config = recipe_config(level, recipe)
+        which = "the study's preset" if recipe == "seed" else "the tuned recipe"
+        sys.stdout.write(render_template(config, fmt, f"Level {level} "
+                                         f"({LEVELS[level].title}), {which}"))
+        return
     if json_out:
         print_json({str(n): {"title": lv.title, "seed_accuracy": lv.seed_accuracy,
                              "config": lv.config.to_dict()} for n, lv in LEVELS.items()})
         return
+    from lab.cli.render import levels_table
+
     out.print(levels_table(list(LEVELS.values()), SHOWN_FIELDS))
     out.print("Override any field: lab run --level 3 --epochs 2 --set hflip=0")
 
@@ -91,8 +124,22 @@ def gather(runs_path: Any, data_path: Any) -> dict[str, Any]:
         "weights_file": str(weights),
         "runs_dir": str(runs_path),
         "runs": len(list_runs(runs_path)),
+        "extras": extras_report(),
         "checks": checks,
     }
+
+
+def extras_report() -> list[str]:
+    """Each optional extra: installed or not, what it enables, how to install it."""
+    from lab.extras import DIST, EXTRAS, missing
+
+    lines = []
+    for extra in EXTRAS.values():
+        absent = missing(extra.name)
+        state = "installed" if not absent else \
+            f"missing {', '.join(absent)}: pip install '{DIST}[{extra.name}]'"
+        lines.append(f"{extra.name}: {state} ({extra.enables})")
+    return lines
 
 
 def _backends() -> str:

@@ -29,6 +29,7 @@ from lab.cli.common import (
     pct,
     print_json,
     runs_dir,
+    runs_dir_to_read,
 )
 from lab.cli.run import (
     BatchSizeOpt,
@@ -49,6 +50,12 @@ from lab.runs import State
 from lab.views.states import look
 
 JobArg = Annotated[str, typer.Argument(metavar="JOB", help="Job id (as `lab queue` shows it).")]
+OptionalJobArg = Annotated[str | None, typer.Argument(
+    metavar="[JOB]", help="Job id (as `lab queue` shows it); or --study NAME.",
+    show_default=False)]
+StudyOpt = Annotated[str | None, typer.Option(
+    "--study", help="The study's jobs instead of one job (see `lab study`).",
+    show_default=False)]
 
 def submit(
     levels: Annotated[list[int] | None, typer.Option(
@@ -67,6 +74,18 @@ def submit(
     nproc: NprocOpt = None,
     assignments: SetOpt = None,
     recipe: RecipeOpt = "seed",
+    sweep: Annotated[list[str] | None, typer.Option(
+        "--sweep", help="KEY=V1,V2,...: one job per value (repeat for a grid; values as for "
+        "--set). Makes a study.", show_default=False)] = None,
+    seeds: Annotated[int | None, typer.Option(
+        "--seeds", help="N training seeds per config: seed, seed+1, ... (the split stays). "
+        "Makes a study.", min=1, show_default=False)] = None,
+    study: Annotated[str | None, typer.Option(
+        "--study", help="The study's name (an existing study is added to); with --sweep or "
+        "--seeds and no name, one is made from the time.", show_default=False)] = None,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Queue a grid over the size limit (a submit without --yes "
+        "names it).")] = False,
     priority: Annotated[int, typer.Option(
         help="Higher runs first; equal priorities run in submission order.")] = 0,
     json_out: JsonOpt = False,
@@ -98,29 +117,22 @@ def submit(
         "--max-requeues", help="How often a job that reaches its time limit or is preempted "
         "is submitted again to resume its run (with --slurm; default 3, 0: never).",
         show_default=False)] = None,
+    no_check: Annotated[bool, typer.Option(
+        "--no-check", help="Queue without looking for the data set and weights here: for "
+        "data that exists only on the worker's machine.")] = False,
     runs: RunsDirOpt = None,
     data: DataDirOpt = None,
 ) -> None:
-    """Queue one job per --level (same overrides for each); a worker runs them, or with
-    --slurm, Slurm does."""
+    """Queue one job per --level (same overrides for each), or a study: each level's grid of
+    --sweep values times --seeds seeds. A worker runs them, or with --slurm, Slurm does.
+    Nothing is queued unless every job is valid and its data set and weights are there
+    (--no-check skips that, for data that exists only on the worker's machine)."""
+    from lab.configfile import read_config_file
     from lab.errors import ConfigError, RunFailed
-    from lab.levels import build_config
-    from lab.queue import JobQueue, check_priority
-    from lab.queue.actions import queueable
+    from lab.levels import build_config, check_sweep
+    from lab.queue import JobQueue, check_priority, studies
+    from lab.queue.actions import queueable_all
 
-    options = dict(epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr,
-                   weights=weights, dataset=dataset, device=device, precision=precision,
-                   seed=seed, nproc=nproc)
-    if config_file is not None:
-        configs = [build_config(levels[0] if levels else None, config_file, options,
-                                assignments or [])]
-    elif not levels:
-        raise ConfigError("choose --level 1|2|3 (repeatable) or --config FILE",
-                          hint="see `lab levels`")
-    else:
-        configs = [build_config(level, None, options, assignments or [], recipe=recipe)
-                   for level in levels]
-    configs = [queueable(c) for c in configs]  # every config checked before anything is written
     check_priority(priority)
     if not use_slurm:
         given = [flag for flag, value in (
@@ -130,8 +142,43 @@ def submit(
             ("--max-requeues", max_requeues)) if value is not None]
         if given:
             raise ConfigError(f"{', '.join(given)}: these options are for --slurm jobs")
+    options = dict(epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr,
+                   weights=weights, dataset=dataset, device=device, precision=precision,
+                   seed=seed, nproc=nproc)
+    file_sweep: dict[str, list] = {}
+    if config_file is not None:
+        if levels and len(levels) > 1:
+            raise ConfigError("--config takes at most one --level")
+        source = read_config_file(config_file)
+        configs = [build_config(levels[0] if levels else None, source, options,
+                                assignments or [], recipe=recipe)]
+        if source.is_study:  # the file's [sweep] and [study]; flags override their keys
+            check_sweep(configs[0], source)
+            file_sweep = dict(source.sweep)
+            seeds = seeds if seeds is not None else source.seeds
+            study = study if study is not None else source.study
+    elif not levels:
+        raise ConfigError("choose --level 1|2|3 (repeatable) or --config FILE",
+                          hint="see `lab levels`")
+    else:
+        configs = [build_config(level, None, options, assignments or [], recipe=recipe)
+                   for level in levels]
+    named = study
+    if sweep or file_sweep or seeds is not None or study is not None:  # every grid planned
+        study = study if study is not None else studies.generated_name()
+        configs = studies.plan(configs, {**file_sweep, **studies.parse_sweep(sweep or [])},
+                               seeds or 1, study, allow_large=yes)
+    # every config checked (data set and weights too) before anything is written
+    configs = queueable_all(configs, data_dir(data), check=not no_check)
+    done = None
+    if not use_slurm:
         with JobQueue.open(runs_dir(runs)) as queue:
-            jobs = queue.submit(configs, priority=priority)
+            if study is not None:
+                done = studies.submit_study(queue, configs, priority=priority,
+                                            generated=named is None)
+                jobs = done.jobs
+            else:
+                jobs = queue.submit(configs, priority=priority)
             idle = not any(w.alive for w in queue.workers())
     else:
         from lab.queue import slurm
@@ -145,10 +192,15 @@ def submit(
         with JobQueue.open(path) as queue:
             jobs = slurm.submit(queue, configs, priority, options, path)
         idle = False
+    if study is not None and named is None:  # on stderr: -q and --json stay as they were
+        err.print(f"no --study given: this study is named {jobs[0].study}")
     if json_out:
         print_json([j.to_dict() for j in jobs])
     elif quiet:
         out.print("\n".join(str(j.id) for j in jobs))
+    elif done is not None:
+        out.print(done.describe())
+        out.print(f"follow it with `lab study {done.study}`")
     else:
         for j in jobs:
             c = j.config
@@ -176,7 +228,7 @@ def queue_cmd(
     runs: RunsDirOpt = None,
 ) -> None:
     """Jobs: running, then waiting (in the order workers take them), then recent finished."""
-    path = runs_dir(runs)
+    path = runs_dir_to_read(runs)
     if not watch:
         rows = _rows(path, show_all)
         if json_out:
@@ -266,16 +318,22 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def cancel(
-    job_ref: JobArg,
+    job_ref: OptionalJobArg = None,
+    study: StudyOpt = None,
     wait: Annotated[bool, typer.Option(help="Wait until a running job has stopped.")] = False,
     json_out: JsonOpt = False,
     runs: RunsDirOpt = None,
 ) -> None:
     """Cancel a job: a waiting one never runs; a running one stops cleanly at its next batch,
-    its run kept and marked cancelled."""
+    its run kept and marked cancelled. --study NAME cancels the study's waiting jobs only
+    (its running ones go on; cancel them by id)."""
     from lab.queue import FINISHED, parse_job_id
     from lab.queue.actions import cancel_job, refresh
 
+    if _one_of(job_ref, study, wait=wait):
+        from lab.cli.studies import cancel_study
+
+        return cancel_study(runs, str(study), json_out)
     job_id = parse_job_id(job_ref)
     with _open(runs, job_id) as queue:
         job = cancel_job(queue, job_id)
@@ -295,18 +353,24 @@ def cancel(
 
 
 def retry(
-    job_ref: JobArg,
+    job_ref: OptionalJobArg = None,
+    study: StudyOpt = None,
     fresh: Annotated[bool, typer.Option(
         "--fresh", help="Start a new run instead of resuming the job's run.")] = False,
     json_out: JsonOpt = False,
     runs: RunsDirOpt = None,
 ) -> None:
     """Queue a failed, cancelled or interrupted job again; it resumes its run from the last
-    checkpoint (or, with --fresh, starts a new one)."""
+    checkpoint (or, with --fresh, starts a new one). --study NAME queues every failed or
+    cancelled job of the study again."""
     from lab.errors import RunFailed
     from lab.queue import parse_job_id
     from lab.queue.actions import retry_job
 
+    if _one_of(job_ref, study):
+        from lab.cli.studies import retry_study
+
+        return retry_study(runs, str(study), fresh, json_out)
     job_id = parse_job_id(job_ref)
     with _open(runs, job_id) as queue:
         job = retry_job(queue, job_id, fresh=fresh)
@@ -360,6 +424,19 @@ def logs(
                 time.sleep(0.3)
         except KeyboardInterrupt:
             return
+
+
+def _one_of(job_ref: str | None, study: str | None, wait: bool = False) -> bool:
+    """Whether the command names a study (True) or a job (False); both or neither is a
+    usage error."""
+    from lab.errors import ConfigError
+
+    if (job_ref is None) == (study is None):
+        raise ConfigError("name a job (JOB) or a study (--study NAME), not both"
+                          if study is not None else "name a job (JOB) or a study (--study NAME)")
+    if study is not None and wait:
+        raise ConfigError("--wait waits for one job: cancel the study's running jobs by id")
+    return study is not None
 
 
 def _open(runs: Path | None, job_id: int, readonly: bool = False) -> Any:

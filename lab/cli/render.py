@@ -8,25 +8,35 @@ from __future__ import annotations
 from typing import Any
 
 from rich import box
+from rich.console import Group as RichGroup
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from lab.cli.common import pct
 from lab.runs import State
+from lab.views.sizes import bytes_text
 from lab.views.states import look
 
 
 def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison",
                      width: int = 80) -> Table:
-    """The study's comparison. A setup shared by all rows goes into the title; the run id
-    column appears when the terminal is wide enough for it (`--json` always has it)."""
-    setups = {f"{r['dataset']}, {r['image_size']}px, {r['epochs']} epochs" for r in rows}
+    """The study's comparison. A setup shared by all rows goes into the title, else each row
+    shows its own and a note says which fields differ; the study's column appears only when a
+    run repeats the study's setup; the run id column when the terminal is wide enough for it
+    (`--json` always has them all)."""
+    from lab.views.compare import comparison_notes, epochs_text
+    from lab.views.study_compare import VERDICT_STYLE, group_cells
+
+    setups = {f"{r['dataset']}, {r['image_size']}px, {epochs_text(r['epochs'])}" for r in rows}
     shared = len(setups) == 1
     if shared:
         title = f"{title} ({escape(setups.pop())})"
+    study = any(r["seed_acc"] is not None for r in rows)
     wide = width >= 110
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    grouped = any(r.get("group") for r in rows)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption_justify="left", padding=(0, 1, 0, 0) if grouped else (0, 1))
     table.add_column("L", justify="right", no_wrap=True)
     table.add_column("Model", ratio=3)
     table.add_column("Augmentation", ratio=3)
@@ -35,7 +45,12 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison",
         table.add_column("Setup", ratio=2)
     table.add_column("Test acc", justify="right", no_wrap=True)
     table.add_column("Δ vs L1", justify="right", no_wrap=True)
-    table.add_column("Study", justify="right", no_wrap=True)
+    if grouped:  # the interval only where there is room: --json always has it
+        for name in ("n", "±", "95% CI", "p") if wide else ("n", "±", "p"):
+            table.add_column(name, justify="right", no_wrap=True)
+        table.add_column("", min_width=6)  # the verdict: two lines when narrow
+    if study:
+        table.add_column("Study", justify="right", no_wrap=True)
     if wide:
         table.add_column("Run", no_wrap=True)
     for r in rows:
@@ -46,14 +61,87 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison",
                             Text(str(r["augmentation"])), _fmt(r["weight_decay"])]
         if not shared:
             cells.append(Text(f"{r['dataset']} {r['image_size']}px {r['epochs']}ep"))
-        cells += [Text(pct(r["test_acc"]), style="bold"), delta_text, pct(r["seed_acc"])]
+        cells += [Text(pct(r["test_acc"]), style="bold"), delta_text]
+        if grouped:
+            group = group_cells(r)
+            cells += [group["n"], group["std"], *([group["ci"]] if wide else []), group["p"],
+                      Text(group["verdict"], style=VERDICT_STYLE.get(group["verdict"], ""))]
+        if study:
+            cells.append(pct(r["seed_acc"]))
         if wide:
             cells.append(Text(str(r["run_id"])))
         table.add_row(*cells)
-    notes = ["Δ in percentage points", "Study: the seed's CIFAR-10 result"]
+    notes = ["Δ in percentage points", *comparison_notes(rows)]
     if not rows:
         notes.insert(0, "no finished runs yet: try `lab demo` or `lab run --level 1`")
-    table.caption = "; ".join(notes)
+    table.caption = Text("\n".join(notes))  # record strings (data set names): never markup
+    return table
+
+
+def study_table(doc: dict[str, Any]) -> RichGroup:
+    """`lab compare --study`: a row per configuration, numbered for `--baseline N`, and the
+    engine's notes under it. Every figure comes from `doc` (lab.views.study_compare). The notes
+    are no caption: Rich wraps a caption to the table's width, which here can be one cell more
+    than the terminal's, and the cropped cell took a word with it."""
+    from lab.views.study_compare import (
+        VERDICT_STYLE,
+        interval_text,
+        mean_std_text,
+        p_text,
+        verdict_text,
+    )
+
+    setup = f" ({doc['setup']})" if doc.get("setup") else ""
+    table = Table(title=escape(f"Study {doc['study']}{setup}"), title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, caption_justify="left",
+                  padding=(0, 1, 0, 0))  # columns two cells apart: 80 columns hold it all
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("Configuration", ratio=1, min_width=13)
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("Test acc ± std", justify="right", no_wrap=True)
+    table.add_column("95% CI", justify="right", no_wrap=True)
+    table.add_column(f"Δ vs #{doc['baseline'] + 1}", justify="right", no_wrap=True)
+    table.add_column("p", justify="right", no_wrap=True)
+    table.add_column("", min_width=6)  # the verdict: two lines when narrow
+    for i, row in enumerate(doc["rows"], start=1):
+        versus, acc = row["versus_baseline"], row["test_acc"]
+        verdict = verdict_text(versus)
+        table.add_row(str(i), Text(row["name"], style="bold" if row["baseline"] else ""),
+                      str(acc["n"]), Text(mean_std_text(acc), style="bold"),
+                      interval_text(acc), _delta_cell(versus), p_text(versus),
+                      Text(verdict, style=VERDICT_STYLE.get(verdict, "")))
+    return RichGroup(table, Text("\n".join(doc["notes"])))  # names from records: no markup
+
+
+def _delta_cell(versus: dict[str, Any] | None) -> Text:
+    from lab.views.study_compare import delta_text
+
+    if versus is None:
+        return Text(delta_text(versus), style="dim")
+    delta = versus["delta"]
+    return Text(delta_text(versus), style="green" if delta > 0 else "red" if delta < 0 else "")
+
+
+def study_per_class_table(doc: dict[str, Any]) -> Table:
+    """Mean F1 ± std per class (rows) and configuration (columns, numbered as above); the
+    best mean of each class in bold."""
+    table = Table(title="Per-class F1, mean ± std over the runs",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("class")
+    for i, row in enumerate(doc["rows"], start=1):
+        table.add_column(Text(f"#{i} {row['name']}"), justify="right")
+    for entry in doc["per_class"]:
+        means = [c["mean"] for c in entry["f1"] if c is not None]
+        best = max(means) if means else None
+        cells = []
+        for cell in entry["f1"]:
+            if cell is None:
+                cells.append(Text("–", style="dim"))
+                continue
+            std = "" if cell["std"] is None else f" ± {cell['std']:.3f}"
+            cells.append(Text(f"{cell['mean']:.3f}{std}",
+                              style="bold" if cell["mean"] == best and len(means) > 1 else ""))
+        table.add_row(Text(entry["class"]), *cells)
     return table
 
 
@@ -84,7 +172,7 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
     table.add_column("L", justify="right", no_wrap=True)
     for name in ("Model", "Data", "State"):
         table.add_column(name)
-    for name in ("Epoch", "Val acc", "Test acc"):
+    for name in ("Epoch", "Val acc", "Test acc", "Disk"):
         table.add_column(name, justify="right", no_wrap=True)
     for r in rows:
         state = r["state"]
@@ -92,14 +180,33 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
         table.add_row(Text(r["run_id"]), str(r.get("level") or "–"), Text(r.get("model") or "?"),
                       Text(r.get("dataset") or "?"), Text(state + note, style=look(state).style),
                       f"{r.get('epoch', 0)}/{r.get('epochs') or '?'}", pct(r.get("val_acc")),
-                      Text(pct(r.get("test_acc")), style="bold"))
+                      Text(pct(r.get("test_acc")), style="bold"),
+                      bytes_text(r.get("disk_bytes")) + ("*" if r.get("pruned") else ""))
     if not rows:
         table.caption = "no runs yet: try `lab demo`"
+    elif any(r.get("pruned") for r in rows):
+        table.caption = "* pruned: weights kept, resume checkpoints removed"
     return table
 
 
-def per_class_table(per_class: list[dict[str, Any]], weakest: list[str]) -> Table:
-    table = Table(title="Per-class report (test)", title_justify="left")
+def outcome_lines(result: dict[str, Any]) -> list[str]:
+    """How training ended and which weights were tested, when it is not the plain case (all
+    epochs, the last weights): an early stop, a best epoch tested, a test_on not honoured."""
+    lines = []
+    if result.get("stopped"):
+        lines.append(f"stopped early after epoch {result.get('epochs_trained', '?')} of "
+                     f"{result.get('epochs', '?')}: {result['stopped']}")
+    tested = result.get("tested") or {}
+    if tested.get("weights") == "best" or tested.get("asked"):
+        asked = f"; {tested['asked']} was asked, but {tested.get('why')}" \
+            if tested.get("asked") else ""
+        lines.append(f"tested the {tested['weights']} weights (epoch {tested['epoch']}){asked}")
+    return lines
+
+
+def per_class_table(per_class: list[dict[str, Any]], weakest: list[str],
+                    title: str = "Per-class report (test)") -> Table:
+    table = Table(title=title, title_justify="left")
     for name in ("class", "precision", "recall", "f1", "support"):
         table.add_column(name, justify="left" if name == "class" else "right")
     for row in per_class:

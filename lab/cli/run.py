@@ -9,13 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from lab.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, data_dir, err, out, print_json, runs_dir
+from lab.configfile import read_config_file
 from lab.core.stopping import SignalStop
 from lab.levels import build_config
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 # The overrides of a run's config, shared with `lab submit`.
-ConfigFileOpt = Annotated[Path | None, typer.Option("--config", help="A saved config.json.",
-                                                    show_default=False)]
+ConfigFileOpt = Annotated[Path | None, typer.Option(
+    "--config", help="A config file (.toml, .json, .yaml): its level's preset with the file's "
+    "values over it, e.g. level = 3 and epochs = 1; named options and --set go over the file. "
+    "`lab levels --level N --format toml` writes a complete one; a run's config.json works as "
+    "it is.", show_default=False)]
 EpochsOpt = Annotated[int | None, typer.Option(help="Epochs.", show_default=False)]
 ImageSizeOpt = Annotated[int | None, typer.Option(help="Input side in pixels.",
                                                   show_default=False)]
@@ -61,7 +65,10 @@ def run(
     data: DataDirOpt = None,
 ) -> None:
     """Train one run in the foreground and print its result; exit 0 only on success."""
-    config = build_config(level, config_file, dict(
+    source = read_config_file(config_file) if config_file is not None else None
+    if source is not None and source.is_study:
+        raise source.study_error("queue it with lab submit --config FILE")
+    config = build_config(level, source, dict(
         epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr, weights=weights,
         dataset=dataset, device=device, precision=precision, seed=seed, nproc=nproc),
         assignments or [], recipe=recipe)
@@ -69,14 +76,21 @@ def run(
     _print_result(run_id, result, json_out)
 
 
-def _train(config: Any, runs_path: Path, data_path: Path, quiet: bool) -> tuple[str, dict]:
+def _train(config: Any, runs_path: Path, data_path: Path, quiet: bool,
+           also: Any = None) -> tuple[str, dict]:
+    """`also`: a second listener of the run's events (the demo's stage and ETA lines)."""
     from lab.launch.run import start_run
     from lab.views.progress import ProgressPrinter
 
     created: list[Any] = []
     with ProgressPrinter(err, config.label, quiet=quiet) as progress, SignalStop() as stop:
+        def emit(event: dict) -> None:
+            progress(event)
+            if also is not None:
+                also(event)
+
         try:
-            run_dir, result = start_run(config, runs_path, data_path, emit=progress,
+            run_dir, result = start_run(config, runs_path, data_path, emit=emit,
                                         on_created=created.append, should_stop=stop,
                                         progress="quiet" if quiet else "auto")
         except KeyboardInterrupt as exc:
@@ -133,27 +147,36 @@ def resume(
 
 
 def demo(
-    epochs: Annotated[int, typer.Option(help="Epochs per level.")] = 5,
+    epochs: Annotated[int | None, typer.Option(
+        help="Epochs per level (default: the demo's, 1 for the ResNet18 levels and 3 for "
+             "Level 3).", show_default=False)] = None,
     image_size: Annotated[int, typer.Option(help="Input side in pixels.")] = 32,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     runs: RunsDirOpt = None,
     data: DataDirOpt = None,
 ) -> None:
-    """All three levels on the bundled digits, on the CPU, offline; then the comparison."""
+    """All three levels on the bundled digits, on the CPU, offline (about a minute on two
+    cores); then the comparison. Says what it is doing and how long is left as it goes."""
     from lab.cli.render import comparison_table
     from lab.core.models import weights_cache_path
     from lab.levels import demo_configs
     from lab.views.compare import comparison
+    from lab.views.demo import DemoProgress, LevelPlan
 
     have_imagenet = weights_cache_path().exists()
     if not have_imagenet and not quiet:
         err.print(f"ImageNet weights are not cached ({weights_cache_path()}): the demo trains "
                   "the ResNet18 levels from scratch (weights=none), as recorded in each run.")
     runs_path, data_path = runs_dir(runs), data_dir(data)
+    configs = demo_configs(have_imagenet, epochs=epochs, image_size=image_size)
+    plan = [LevelPlan(c.label, _demo_title(c), c.model, c.epochs) for c in configs]
+    tracker = DemoProgress(plan, say=lambda text: err.print(text, markup=False, highlight=False,
+                                                            soft_wrap=True))
     results = []
-    for config in demo_configs(have_imagenet, epochs=epochs, image_size=image_size):
-        run_id, result = _train(config, runs_path, data_path, quiet)
+    for i, config in enumerate(configs):
+        listener = None if quiet else tracker.level(i)
+        run_id, result = _train(config, runs_path, data_path, quiet, also=listener)
         if not json_out:
             _print_result(run_id, result, json_out=False)
         results.append(result)
@@ -164,3 +187,9 @@ def demo(
         out.print(comparison_table(rows, title="Demo: the three levels",
                                    width=out.width))
 
+
+def _demo_title(config: Any) -> str:
+    if config.model == "resnet18":
+        weights = "ImageNet weights" if config.weights == "imagenet" else "from scratch"
+        return f"Level {config.level}, ResNet18 {weights}, {config.image_size} px"
+    return f"Level {config.level}, custom CNN, {config.image_size} px"

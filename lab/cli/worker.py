@@ -49,6 +49,10 @@ def worker(
     exit_when_idle: Annotated[bool, typer.Option(
         "--exit-when-idle", help="Exit once nothing is left to claim (jobs of crashed workers "
         "included) and its own jobs are done.")] = False,
+    on_end: Annotated[str | None, typer.Option(
+        "--on-end", help="Shell command run when each job ends, with LAB_JOB_ID, LAB_JOB_STATE, "
+        "LAB_RUN_ID, LAB_TEST_ACC, LAB_JOB_LOG ... in its environment (see README).",
+        show_default=False)] = None,
     detached_child: Annotated[bool, typer.Option("--detached-child", hidden=True)] = False,
     runs: RunsDirOpt = None,
     data: DataDirOpt = None,
@@ -57,10 +61,16 @@ def worker(
     `lab worker status`, `lab worker stop`."""
     if ctx.invoked_subcommand is not None:
         return
+    from lab.queue.notify import MAX_COMMAND
     from lab.queue.worker import Worker, parse_gpus, visible_device_count
     from lab.queue.worker import detach as start_detached
 
     runs_path, data_path = runs_dir(runs).resolve(), data_dir(data).resolve()
+    if on_end is not None and (not on_end.strip() or len(on_end) > MAX_COMMAND
+                               or "\0" in on_end):
+        from lab.errors import ConfigError
+
+        raise ConfigError(f"--on-end: give a shell command of 1 to {MAX_COMMAND} characters")
     spec = gpus.strip().lower()
     numbers = bool(re.fullmatch(r"[\d,\s]+", spec))
     count = visible_device_count() if spec == "all" or numbers else 0  # torch only if needed
@@ -70,6 +80,8 @@ def worker(
                 "--runs-dir", str(runs_path), "--data-dir", str(data_path), "--detached-child"]
         if exit_when_idle:
             argv.append("--exit-when-idle")
+        if on_end:
+            argv += ["--on-end", on_end]
         pid, log = start_detached(argv, runs_path)
         out.print(f"worker started in the background: pid {pid}, slots "
                   f"{', '.join(s.name for s in slots)}")
@@ -77,7 +89,7 @@ def worker(
         return
     try:
         Worker(runs_path, data_path, slots, poll=poll, heartbeat=heartbeat,
-               exit_when_idle=exit_when_idle, detached=detached_child).run()
+               exit_when_idle=exit_when_idle, detached=detached_child, on_end=on_end).run()
     except KeyboardInterrupt:
         err.print("worker interrupted: its jobs are marked interrupted and resume from their "
                   "last checkpoint when a worker starts")

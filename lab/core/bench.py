@@ -7,7 +7,9 @@
 - study: the seed's pipeline, per-sample torchvision transforms on PIL images in a DataLoader.
 
 All three start from the same weights and see the same number of images, after a warm-up, so the
-ratios engine/limit and engine/study are what the data pipeline costs or saves.
+ratios engine/limit and engine/study are what the data pipeline costs or saves. Beside them, the
+engine with its images on the device, in host memory and read from the (memory-mapped) cache
+(`data_on`): what a data set too big for the device or for RAM costs per step.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import copy
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +54,11 @@ def _spec(config: RunConfig) -> AugmentSpec | None:
 
 
 def bench(config: RunConfig, data_dir: Path, steps: int = 30, warmup: int = 3,
-          workers: int = 2, references: bool = True, rounds: int = 3) -> dict[str, Any]:
-    """Images per second of the engine, the limit and the study's pipeline; one JSON object."""
+          workers: int = 2, references: bool = True, rounds: int = 3,
+          modes: bool = True, sampler: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Images per second of the engine, the limit and the study's pipeline, and of the engine
+    with its images in each place (`modes`) and with a system sampler running beside it
+    (`sampler`: makes an object with start() and stop()); one JSON object."""
     device = resolve_device(config.device)
     dtype = resolve_precision(config.precision, device)
     if device.type == "cuda":
@@ -82,10 +88,26 @@ def bench(config: RunConfig, data_dir: Path, steps: int = 30, warmup: int = 3,
                                      channels_last=config.channels_last)
     batches = list(loader) if references else []  # prepared once; the limit only runs the model
     samples: dict[str, list[float]] = {"engine": [], "limit": [], "study": []}
+    placed = _placed_loaders(config, data.train_x, data.train_y, n, device) if modes else {}
+    samples |= {f"data_on_{mode}": [] for mode in placed}
+    if sampler is not None:
+        samples["sampled"] = []
     # Interleaved rounds, median of each: a transient load on the machine hits all three alike.
     for _ in range(rounds):
+        for mode, placed_loader in placed.items():
+            samples[f"data_on_{mode}"].append(_time_engine(
+                _fresh(base, device, config), placed_loader, config, loss_fn, dtype, warmup,
+                device))
         samples["engine"].append(_time_engine(_fresh(base, device, config), loader, config,
                                               loss_fn, dtype, warmup, device))
+        if sampler is not None:
+            running = sampler()
+            running.start()
+            try:
+                samples["sampled"].append(_time_engine(_fresh(base, device, config), loader,
+                                                       config, loss_fn, dtype, warmup, device))
+            finally:
+                running.stop()
         if references:
             samples["limit"].append(_time_prepared(_fresh(base, device, config), batches,
                                                    config, loss_fn, dtype, warmup, device))
@@ -100,6 +122,16 @@ def bench(config: RunConfig, data_dir: Path, steps: int = 30, warmup: int = 3,
         out["study_workers"] = workers
         out["engine_vs_limit"] = round(engine / out["limit_images_per_s"], 3)
         out["engine_vs_study"] = round(engine / out["study_images_per_s"], 3)
+
+    if sampler is not None:
+        sampled = float(np.median(samples["sampled"]))
+        out["sampled_images_per_s"] = round(sampled, 1)
+        out["sampled_vs_engine"] = round(sampled / engine, 3)
+    if placed:
+        on = {mode: round(float(np.median(samples[f"data_on_{mode}"])), 1) for mode in placed}
+        out["data_on_images_per_s"] = on
+        out["data_on_vs_device"] = {mode: round(v / on["device"], 3) for mode, v in on.items()}
+        out["disk_source"] = "memmap" if isinstance(data.train_x, np.memmap) else "memory"
 
     model = _fresh(base, device, config)
     eval_loader = DeviceLoader.from_numpy(x, y, device, batch_size=config.eval_batch_size,
@@ -117,6 +149,19 @@ def bench(config: RunConfig, data_dir: Path, steps: int = 30, warmup: int = 3,
     else:
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
+
+
+def _placed_loaders(config: RunConfig, pool: np.ndarray, labels: np.ndarray, n: int,
+                    device: torch.device) -> dict[str, DeviceLoader]:
+    """The same `n` training images (the set's rows, repeated as needed) as a run holds them
+    in each place: `pool` is the cache's memmap, so disk reads the file."""
+    rows = np.arange(n) % len(pool)
+    return {mode: DeviceLoader.from_part(pool, rows, labels[rows], device, mode,
+                                         batch_size=config.batch_size,
+                                         image_size=config.image_size, augment=_spec(config),
+                                         shuffle=True, seed=config.seed,
+                                         channels_last=config.channels_last)
+            for mode in ("device", "host", "disk")}
 
 
 def _fresh(base: nn.Module, device: torch.device, config: RunConfig) -> nn.Module:

@@ -8,12 +8,16 @@ one process every collective is the identity, so the loop has a single code path
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from lab.errors import ConfigError
+
+_joined = False  # this process has been a rank of a process group (set by `init`)
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,30 @@ def init(dist: Dist, device_spec: str) -> str:
         device = "cpu"
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+    global _joined
+    _joined = True
     if not td.is_initialized():
         td.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=10),
                               device_id=torch.device(device) if cuda else None)
     return device
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with `code`; a process that was a rank skips the interpreter's teardown.
+
+    By then its records are closed and its process group destroyed, but the C++ side of
+    torch.distributed may still own threads (Gloo's workers hold tensors with Python references):
+    torn down with the interpreter, they sometimes abort the process (SIGABRT, "terminate called
+    without an active exception", seen on a rank that had finished cleanly) or keep it from
+    exiting, which leaves torchrun's agent waiting at its exit barrier. Nothing a rank needs
+    runs at exit (`lab` registers no atexit handlers), so it flushes its output and leaves.
+    """
+    if not _joined:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed or replaced
+            stream.flush()
+    os._exit(code)
 
 
 def shutdown() -> None:

@@ -1,11 +1,13 @@
 """Evaluation: mean loss and accuracy over a loader, with predictions when asked.
 
 With several processes each evaluates its contiguous chunk; `reduced` makes the result whole.
+A run's validation and test both go through `evaluate_part`, so they are measured the same way
+(the same flip TTA, or none, from the run's one mirror decision).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -14,6 +16,10 @@ from torch import nn
 from lab.core.collectives import Dist, all_sum, gather_objects
 from lab.core.device import autocast
 from lab.data.loader import DeviceLoader
+
+if TYPE_CHECKING:
+    from lab.core.parts import Parts
+    from lab.core.prepare import Prepared
 
 
 @torch.inference_mode()
@@ -60,3 +66,13 @@ def reduced(result: dict[str, Any], loader: DeviceLoader, dist: Dist) -> dict[st
         out["predictions"] = np.concatenate([p for p, _ in parts])
         out["confidence"] = np.concatenate([c for _, c in parts])
     return out
+
+
+def evaluate_part(parts: Parts, data: Prepared, part: Literal["val", "test"],
+                  dist: Dist | None = None, want_predictions: bool = False) -> dict[str, Any]:
+    """The run's validation or test, made whole over the processes. One path for both, so a
+    validation accuracy predicts the test accuracy: flip TTA is on for both or for neither."""
+    loader = data.val if part == "val" else data.test
+    result = evaluate(parts.eval_net, loader, parts.autocast_dtype, want_predictions,
+                      tta_flip=data.tta_flip)
+    return reduced(result, loader, dist or Dist.single())

@@ -24,6 +24,12 @@ class Position:
     seen: int = 0
     seconds: float = 0.0  # time already spent in the unfinished epoch
     best_val_acc: float = 0.0
+    best_epoch: int = 0  # the epoch of best_val_acc (the earliest of equals); 0: not known
+
+    @property
+    def improved(self) -> bool:
+        """The epoch just ended set a new best validation accuracy (`best.pt` is due)."""
+        return self.best_epoch == self.epoch > 0
 
     @property
     def mid_epoch(self) -> bool:
@@ -32,14 +38,16 @@ class Position:
     def next_epoch(self, val_acc: float) -> None:
         self.epoch += 1
         self.batch, self.loss_sum, self.correct, self.seen, self.seconds = 0, 0.0, 0, 0, 0.0
-        self.best_val_acc = max(self.best_val_acc, val_acc)
+        if val_acc > self.best_val_acc or self.epoch == 1:  # ties keep the earlier epoch
+            self.best_val_acc, self.best_epoch = val_acc, self.epoch
 
     def to_state(self) -> dict[str, Any]:
         """The checkpoint's fields (format version 2: `partial` is None at an epoch boundary)."""
         partial = {"epoch": self.epoch + 1, "batch": self.batch, "loss_sum": self.loss_sum,
                    "correct": self.correct, "seen": self.seen, "seconds": self.seconds}
+        best = {"best_epoch": self.best_epoch} if self.best_epoch else {}  # absent: unknown
         return {"epoch": self.epoch, "step": self.step, "best_val_acc": self.best_val_acc,
-                "partial": partial if self.mid_epoch else None}
+                **best, "partial": partial if self.mid_epoch else None}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Position:
@@ -49,7 +57,8 @@ class Position:
                    loss_sum=float(partial.get("loss_sum", 0.0)),
                    correct=int(partial.get("correct", 0)), seen=int(partial.get("seen", 0)),
                    seconds=float(partial.get("seconds", 0.0)),
-                   best_val_acc=float(state.get("best_val_acc", 0.0)))
+                   best_val_acc=float(state.get("best_val_acc", 0.0)),
+                best_epoch=int(state.get("best_epoch", 0)))
 
 
 class Hook:

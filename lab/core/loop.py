@@ -18,11 +18,11 @@ import torch
 
 from lab.core.collectives import Dist, all_sum, any_rank, gather_objects
 from lab.core.device import autocast
-from lab.core.evaluate import evaluate, reduced
+from lab.core.evaluate import evaluate_part
 from lab.core.hooks import Hook, Position
 from lab.core.parts import Parts
 from lab.core.prepare import Prepared
-from lab.core.stopping import Stopped
+from lab.core.stopping import EarlyStop, Stopped
 from lab.data.loader import DeviceLoader
 from lab.errors import RunFailed
 
@@ -30,13 +30,23 @@ ShouldStop = Callable[[], bool] | None
 
 
 def fit(parts: Parts, data: Prepared, position: Position, epochs: int, hooks: Hook,
-        should_stop: ShouldStop = None, dist: Dist | None = None) -> Position:
+        should_stop: ShouldStop = None, dist: Dist | None = None,
+        early_stop: EarlyStop | None = None) -> Position:
     """Train from `position` through epoch `epochs`, validating after each epoch.
 
     `should_stop` is polled after every batch; when it says stop, the hooks' `on_stop` sees
-    where training stands (mid-epoch included) and `Stopped` is raised."""
+    where training stands (mid-epoch included) and `Stopped` is raised. `early_stop` is asked
+    before each epoch (a resumed run included) and ends training when it gives a reason, which
+    is recorded as a `stopped` event of the epoch not trained; every rank sees the same
+    validation accuracy, so every rank stops at the same epoch."""
     dist = dist or Dist.single()
     for epoch in range(position.epoch + 1, epochs + 1):
+        reason = early_stop(position) if early_stop is not None and not position.mid_epoch \
+            else None
+        if reason:
+            hooks.on_event({"event": "stopped", "epoch": epoch, "step": position.step,
+                            "reason": reason}, sync=True)
+            break
         # train (or finish the epoch a stop interrupted)
         t0, spent = time.perf_counter(), position.seconds
         stats = train_epoch(parts, data.train, position, hooks, should_stop, dist)
@@ -46,7 +56,7 @@ def fit(parts: Parts, data: Prepared, position: Position, epochs: int, hooks: Ho
             hooks.on_stop(position)
             raise Stopped
         # validate
-        val = reduced(evaluate(parts.eval_net, data.val, parts.autocast_dtype), data.val, dist)
+        val = evaluate_part(parts, data, "val", dist)
         position.next_epoch(val["acc"])
         # record, then checkpoint: a crash between the two leaves an epoch that resume redoes
         hooks.on_event({"event": "epoch", "epoch": epoch, "step": position.step, **stats,
@@ -79,7 +89,7 @@ def train_epoch(parts: Parts, loader: DeviceLoader, position: Position, hooks: H
         loss, logits = _step(parts, images, labels)
         position.step += 1
         sums.add(loss, logits, labels, position.step)
-        logging_point = position.step % parts.log_every == 0 or i == batches
+        logging_point = is_logging_point(position.step, parts.log_every) or i == batches
         if logging_point:
             mean = sums.window_mean(dist)
             if not math.isfinite(mean):
@@ -95,6 +105,12 @@ def train_epoch(parts: Parts, loader: DeviceLoader, position: Position, hooks: H
             return None
     loss_sum, correct, seen = sums.totals(dist)
     return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
+
+
+def is_logging_point(step: int, log_every: int) -> bool:
+    """Every `log_every` steps, and densely before the first of them (steps 1, 2, 4, 8, ...):
+    a curve gets its first point after one step, not after `log_every` (20 by default)."""
+    return step % log_every == 0 or (step < log_every and step & (step - 1) == 0)
 
 
 def _step(parts: Parts, images: torch.Tensor, labels: torch.Tensor,
@@ -160,4 +176,4 @@ def _diverged(value: float, sums: _Sums, dist: Dist, epoch: int, step: int, batc
         hint="lower the learning rate (--lr) or train in fp32 (--precision fp32)")
 
 
-__all__ = ["Position", "Stopped", "fit", "train_epoch"]
+__all__ = ["Position", "Stopped", "fit", "is_logging_point", "train_epoch"]

@@ -78,16 +78,6 @@ def resnet18(num_classes: int, weights: str = "none", dropout: float = 0.0) -> n
     return model
 
 
-def gradcam_target_layer(model: nn.Module) -> nn.Module:
-    """The layer whose activations Grad-CAM weighs: the last residual or conv block."""
-    if isinstance(model, CustomCNN):
-        return model.features[-1]
-    layer4 = getattr(model, "layer4", None)
-    if layer4 is None:
-        raise TypeError(f"no Grad-CAM target layer known for {type(model).__name__}")
-    return layer4[-1]
-
-
 def weights_cache_path() -> Path:
     """Where torchvision keeps ImageNet weights (follows TORCH_HOME, like torch.hub)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(RESNET18_URL)

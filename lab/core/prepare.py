@@ -18,6 +18,8 @@ from lab.core.collectives import Dist
 from lab.data import Dataset, Split, load_dataset, make_split
 from lab.data.augment import AugmentSpec
 from lab.data.loader import DeviceLoader
+from lab.data.mirror import Mirror, decide_mirror
+from lab.data.placement import Placement, choose_data_on
 from lab.errors import ConfigError, DataError
 
 
@@ -33,6 +35,13 @@ class Prepared:
     notes: list[str]
     augmentation: str  # what was applied, which the data set may have narrowed
     train_images: int  # per epoch, over all processes
+    mirror: Mirror | None = None  # the run's one mirror decision; None: no flips at all
+    placement: Placement = Placement("device", "")  # where the images wait (all three parts)
+
+    @property
+    def tta_flip(self) -> bool:
+        """Whether validation and test (both) average each image with its mirror."""
+        return self.mirror is not None and self.mirror.tta
 
 
 def split_data(config: RunConfig, data_dir: Path) -> tuple[Dataset, Split, np.ndarray, np.ndarray]:
@@ -44,6 +53,11 @@ def split_data(config: RunConfig, data_dir: Path) -> tuple[Dataset, Split, np.nd
     return data, split, data.train_x[split.test], data.train_y[split.test]
 
 
+def official_val(data: Dataset) -> int:
+    """How many of the pool's last images are the set's own val/ split (0: none given)."""
+    return int(data.manifest.get("official_val") or 0)  # a COUNT: the manifest's shape says so
+
+
 def checked_split(config: RunConfig, data: Dataset) -> Split:
     """The seeded split, refused when the run could not train on it: a part left empty (for
     each of `nproc` processes: validation and test are dealt in chunks), or a training batch
@@ -52,7 +66,7 @@ def checked_split(config: RunConfig, data: Dataset) -> Split:
     directory exists, so such a config fails with one line and leaves nothing behind."""
     has_test = data.test_x is not None
     split = make_split(data.train_y, has_test, config.train_fraction, config.val_fraction,
-                       config.split_seed)
+                       config.split_seed, official_val=official_val(data))
     world = config.nproc
     parts = {"training": len(split.train), "validation": len(split.val),
              "test": len(data.test_y) if has_test else len(split.test)}
@@ -83,12 +97,9 @@ def prepare_data(config: RunConfig, data_dir: Path, device: torch.device,
     test images in contiguous chunks, and a batch of batch_size / processes."""
     dist = dist or Dist.single()
     data, split, test_x, test_y = split_data(config, data_dir)
-    notes = []
-    hflip = config.hflip
-    if config.augment and hflip and not data.manifest.get("mirror_safe", True):
-        hflip = 0.0
-        notes.append(f"horizontal flip off: {data.name} classes are not mirror-symmetric")
-    spec = AugmentSpec(hflip=hflip, rotation=config.rotation,
+    mirror = decide_mirror(config, data.manifest)
+    notes = [mirror.note] if mirror.note else []
+    spec = AugmentSpec(hflip=mirror.hflip, rotation=config.rotation,
                        crop_padding=config.crop_padding, brightness=config.brightness,
                        contrast=config.contrast, saturation=config.saturation)
     train_idx, val_idx, test_idx = split.train, split.val, np.arange(len(test_y))
@@ -101,15 +112,23 @@ def prepare_data(config: RunConfig, data_dir: Path, device: torch.device,
         train_idx = train_idx[dist.rank::dist.world]
         val_idx = np.array_split(val_idx, dist.world)[dist.rank]
         test_idx = np.array_split(test_idx, dist.world)[dist.rank]
-    common = dict(image_size=config.image_size, channels_last=config.channels_last)
-    train = DeviceLoader.from_numpy(
-        data.train_x[train_idx], data.train_y[train_idx], device,
+    # the test part as rows of a stored array, so disk mode reads it from the memmap
+    test_pool, test_rows = (data.test_x, test_idx) if data.test_x is not None else \
+        (data.train_x, split.test[test_idx])
+    image_bytes = (len(train_idx) + len(val_idx) + len(test_rows)) * \
+        int(np.prod(data.train_x.shape[1:]))
+    placement = choose_data_on(config.data_on, image_bytes, device,
+                               config.memory_estimate(len(data.classes)))
+    common = dict(image_size=config.image_size, channels_last=config.channels_last,
+                  data_on=placement.mode)
+    train = DeviceLoader.from_part(
+        data.train_x, train_idx, data.train_y[train_idx], device,
         batch_size=config.batch_size // dist.world, augment=spec if config.augment else None,
         shuffle=True, seed=config.seed, stream=dist.rank, **common)
-    val = DeviceLoader.from_numpy(data.train_x[val_idx], data.train_y[val_idx], device,
+    val = DeviceLoader.from_part(data.train_x, val_idx, data.train_y[val_idx], device,
+                                 batch_size=config.eval_batch_size, **common)
+    test = DeviceLoader.from_part(test_pool, test_rows, test_y[test_idx], device,
                                   batch_size=config.eval_batch_size, **common)
-    test = DeviceLoader.from_numpy(test_x[test_idx], test_y[test_idx], device,
-                                   batch_size=config.eval_batch_size, **common)
-    applied = config.replace(hflip=hflip).augmentation_summary()
+    applied = config.replace(hflip=mirror.hflip).augmentation_summary()
     return Prepared(data, split, train, val, test, np.asarray(test_y), np.asarray(test_x), notes,
-                    applied, train.num_samples * dist.world)
+                    applied, train.num_samples * dist.world, mirror, placement)

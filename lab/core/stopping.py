@@ -1,4 +1,5 @@
-"""Graceful stops: SIGTERM or Ctrl-C ends the current step, writes a checkpoint, then stops.
+"""Graceful stops: SIGTERM or Ctrl-C ends the current step, writes a checkpoint, then stops;
+and early stopping, when validation accuracy has stopped improving (`Patience`).
 
 `SignalStop` is the `should_stop` callback `fit` polls after every batch. The first SIGINT or
 SIGTERM only sets it; the loop then saves where it is and raises `Stopped`. What a further
@@ -11,8 +12,14 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
+
+from lab.core.hooks import Position
+
+# Asked by the loop before each epoch: a reason to end training there, or None to go on.
+EarlyStop = Callable[[Position], str | None]
 
 _NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
@@ -51,3 +58,21 @@ class SignalStop:
 
 class Stopped(KeyboardInterrupt):
     """Raised after a stop request was honoured: the step finished and a checkpoint was written."""
+
+
+class Patience:
+    """Stop once `patience` epochs have passed without a better validation accuracy than the
+    best so far (ties are no gain). Reads only the `Position`, which a checkpoint keeps, so a
+    resumed run counts from where it was; `patience` 0 never stops."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+
+    def __call__(self, position: Position) -> str | None:
+        if self.patience <= 0 or position.best_epoch <= 0:
+            return None
+        waited = position.epoch - position.best_epoch
+        if waited < self.patience:
+            return None
+        return (f"patience: no val_acc gain for {waited} epoch{'s' if waited > 1 else ''} "
+                f"after epoch {position.best_epoch}")

@@ -6,6 +6,7 @@ needs and when an image folder's cached copy is still current.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -13,13 +14,14 @@ import lab.data.cifar as cifar
 import lab.data.folder as folder
 import lab.data.store as store
 from lab.data.digits import load_digits_dataset
+from lab.data.folder import Progress
 from lab.data.store import Dataset
 from lab.errors import ConfigError, DataError, NotFoundError
 
 IMAGEFOLDER_PREFIX = "imagefolder:"
 SOURCE_HINT = (
     "expected cifar-10-python.tar.gz, a cifar-10-batches-py/ folder, or an image-folder tree "
-    "(train/<class>/*) as a folder, .tar.gz, .tar.xz or .zip"
+    "(<class>/* or train|val|test/<class>/*) as a folder, .tar.gz, .tar.xz or .zip"
 )
 
 
@@ -36,6 +38,8 @@ def import_path(
     name: str | None = None,
     size: int | None = None,
     source: str | None = None,
+    mirror_safe: bool = True,
+    progress: Progress | None = None,
 ) -> dict:
     """import_data, plus ``source`` to record where the file came from (a URL for downloads)."""
     path = Path(path).expanduser()
@@ -51,10 +55,11 @@ def import_path(
             )
         imp = cifar.read_cifar(path)
     elif path.is_dir() or folder.archive_kind(path) is not None:
-        imp = folder.read_image_folder(path, size=size)
+        imp = folder.read_image_folder(path, size=size, progress=progress)
     else:
         raise DataError(f"{path} is not a dataset archive or folder", hint=SOURCE_HINT)
     imp.extra["source_fingerprint"] = fingerprint
+    imp.extra["mirror_safe"] = bool(mirror_safe)
     if source is not None:
         imp.source = source
         imp.extra["source_fingerprint"] = None
@@ -62,10 +67,20 @@ def import_path(
 
 
 def import_data(
-    path: Path, data_dir: Path, name: str | None = None, size: int | None = None
+    path: Path,
+    data_dir: Path,
+    name: str | None = None,
+    size: int | None = None,
+    mirror_safe: bool = True,
+    progress: Progress | None = None,
 ) -> dict:
-    """Import a CIFAR-10 tarball/folder or an image-folder tree; returns the manifest."""
-    return import_path(path, data_dir, name=name, size=size)
+    """Import a CIFAR-10 tarball/folder or an image-folder tree; returns the manifest.
+
+    ``mirror_safe=False`` declares that a mirrored image may belong to another class (left and
+    right, text, digits): runs on the set then never flip it (see ``lab.data.mirror``).
+    ``progress(done, total)`` hears of an image folder's decoding, a chunk at a time."""
+    return import_path(path, data_dir, name=name, size=size, mirror_safe=mirror_safe,
+                       progress=progress)
 
 
 def folder_cache_name(path: Path) -> str:
@@ -105,3 +120,18 @@ def load_dataset(spec: str, data_dir: Path) -> Dataset:
             hint="use digits, imagefolder:PATH, or a name from `lab data info`",
         ) from None
     return store.load_cached(data_dir, spec)
+
+
+def dataset_manifest(spec: str, data_dir: Path) -> dict:
+    """The manifest of the data set `spec` names, without loading its arrays where the cache
+    has it (what `lab predict` needs: classes, stored image size, mirror statement)."""
+    if spec.startswith(IMAGEFOLDER_PREFIX) and spec[len(IMAGEFOLDER_PREFIX):]:
+        name = folder_cache_name(Path(spec[len(IMAGEFOLDER_PREFIX):]).expanduser().resolve())
+        try:
+            return store.read_manifest(data_dir, name)
+        except (NotFoundError, DataError):
+            pass
+    elif spec != "digits" and not spec.startswith(IMAGEFOLDER_PREFIX):
+        with contextlib.suppress(ConfigError):
+            return store.read_manifest(data_dir, store.check_name(spec))
+    return load_dataset(spec, data_dir).manifest

@@ -1,4 +1,4 @@
-"""Image-folder trees (``train/<class>/*``, optional ``test/<class>/*``) as folders or archives.
+"""Image-folder trees (see `lab.data.layout`) as folders or archives, decoded into arrays.
 
 This is how most data sets outside the official CIFAR release arrive, including the JPEG copy of
 CIFAR-10. Archives are streamed member by member (never extracted, so a hostile member path can't
@@ -13,22 +13,21 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import io
 import multiprocessing
 import os
 import signal
 import stat
+import statistics
 import sys
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from lab.data.archive import (
     Limits,
@@ -41,15 +40,24 @@ from lab.data.archive import (
     read_zip_member,
 )
 from lab.data.cifar import CIFAR10_CLASSES
+from lab.data.images import decode_rgb, fit_array
+from lab.data.layout import (
+    LAYOUT_HINT,
+    UNREADABLE,
+    Key,
+    Layout,
+    find_layout,
+)
+from lab.data.layout import hidden as _hidden
+from lab.data.layout import is_image as _is_image
 from lab.data.store import Imported, file_digests, safe_name
 from lab.errors import ConfigError, DataError
 
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-)
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar")
 ZIP_SUFFIXES = (".zip",)
-DEFAULT_MIXED_SIZE = 64
+DEFAULT_SIZE_CAP = 256
+FIT_RULE = "shorter side to the size, centre crop"
+MAX_EXAMPLES = 5  # unreadable files named in the manifest; all are counted
 # Images per task sent to the pool; the pool starts only once a full chunk has been seen, so small
 # trees (tests, toy sets) never pay the seconds a process pool takes to start.
 CHUNK = 1024
@@ -59,11 +67,9 @@ CHUNK_BYTES = 32 * 1024 * 1024
 # bounded by the workers, not by the size of the archive.
 IN_FLIGHT_PER_WORKER = 2
 MAX_WORKERS = 8
-LAYOUT_HINT = "expected train/<class>/<image> and optionally test/<class>/<image>"
-
-Key = tuple[str, ...]  # path components relative to the folder or archive root
 Item = bytes | str  # image bytes (archives) or a file path to read (folders)
 Decoded = np.ndarray | str  # the RGB array, or why it could not be decoded
+Progress = Callable[[int, int | None], None]  # (images decoded, images in all or None)
 
 
 def archive_kind(path: Path) -> str | None:
@@ -82,14 +88,6 @@ def _stem(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def _hidden(parts: Key) -> bool:
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
-
-
-def _is_image(parts: Key) -> bool:
-    return PurePosixPath(parts[-1]).suffix.lower() in IMAGE_SUFFIXES
 
 
 def tree_fingerprint(path: Path) -> dict:
@@ -126,22 +124,11 @@ def _decode_one(
     if isinstance(blob, str):
         return blob, None
     digest = hashlib.sha256(blob).hexdigest() if isinstance(item, str) else None
+    size_wh = None if size is None else (size, size)
     try:
-        with Image.open(io.BytesIO(blob)) as im:
-            # The header's size, before any pixel is decoded: a 40000x40000 PNG is a few KB.
-            w, h = im.size
-            if w * h > max_pixels:
-                return (
-                    f"{w}x{h} is {w * h} pixels, over the limit of {max_pixels} "
-                    "(LAB_MAX_IMAGE_PIXELS)",
-                    digest,
-                )
-            rgb = im.convert("RGB")
-            if size is not None and rgb.size != (size, size):
-                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8), digest
-    except Exception as e:  # Pillow raises many types for bad files; all mean "unreadable"
-        return f"not a readable image ({type(e).__name__}: {e})", digest
+        return decode_rgb(blob, max_pixels, size_wh), digest
+    except DataError as e:
+        return e.message, digest
 
 
 def _decode_chunk(
@@ -154,8 +141,11 @@ def _decode_chunk(
 class _Decoder:
     """Queues images and decodes them in-process, or in a pool once the set proves large."""
 
-    def __init__(self, size: int | None, limits: Limits, source: Path) -> None:
+    def __init__(self, size: int | None, limits: Limits, source: Path,
+                 progress: Progress | None = None) -> None:
         self.size = size
+        self.progress = progress
+        self.total: int | None = None  # images to decode, once known
         self.source = source
         self.limits = limits
         self.keys: list[Key] = []
@@ -182,6 +172,8 @@ class _Decoder:
             if isinstance(result[0], np.ndarray):
                 self.decoded_bytes += result[0].nbytes
             self.done[key] = result
+        if self.progress is not None:
+            self.progress(len(self.done), self.total)
         if self.decoded_bytes > self.limits.decoded_bytes:
             raise DataError(
                 f"the images of {self.source} pass the limit of "
@@ -375,6 +367,7 @@ def _scan_zip(path: Path, decoder: _Decoder, dirs: set[Key], limits: Limits) -> 
         unpacked = sum(info.file_size for _, info in wanted)
         packed = sum(info.compress_size for _, info in wanted)
         check_expansion(path, unpacked, packed, limits)
+        decoder.total = len(wanted)
         for key, info in wanted:
             decoder.add(key, read_zip_member(path, zf, info, limits))
     return files
@@ -398,44 +391,11 @@ def _scan_dir(path: Path, dirs: set[Key]) -> dict[Key, str]:
     return files
 
 
-def _find_root(dirs: set[Key], source: Path) -> Key:
-    # Accept train/ at the top, or inside the single folder an archive is often wrapped in.
-    top = {k[0] for k in dirs if not _hidden(k[:1])}
-    if "train" in top:
-        return ()
-    if len(top) == 1:
-        (wrapper,) = top
-        if (wrapper, "train") in dirs:
-            return (wrapper,)
-    raise DataError(f"no train/ folder in {source}", hint=LAYOUT_HINT)
-
-
-def _class_dirs(dirs: set[Key], root: Key, split: str) -> set[str]:
-    prefix = (*root, split)
-    n = len(prefix)
-    return {k[n] for k in dirs if len(k) == n + 1 and k[:n] == prefix and not _hidden(k[n:])}
-
-
-def _assign(
-    image_keys: list[Key], root: Key, split: str, classes: set[str]
-) -> dict[str, list[Key]]:
-    prefix = (*root, split)
-    n = len(prefix)
-    by_class: dict[str, list[Key]] = {c: [] for c in classes}
-    for key in image_keys:
-        if len(key) > n + 1 and key[:n] == prefix and key[n] in by_class:
-            by_class[key[n]].append(key)
-    return by_class
-
-
-def _all_parents(files: list[Key], dirs: set[Key]) -> None:
-    for key in files:
-        for i in range(1, len(key)):
-            dirs.add(key[:i])
-
-
-def read_image_folder(path: Path, size: int | None = None) -> Imported:
-    """Decode a tree of class folders; ``size`` resizes every image to size x size."""
+def read_image_folder(path: Path, size: int | None = None,
+                      progress: Progress | None = None) -> Imported:
+    """Decode a tree of class folders (see `lab.data.layout`); ``size`` fits every image to
+    size x size (`lab.data.images.fit`), and mixed sizes without it get `default_size`.
+    ``progress(done, total)`` hears of each decoded chunk (total None while unknown)."""
     if size is not None and (not isinstance(size, int) or not 1 <= size <= 4096):
         raise ConfigError(f"size must be a whole number of pixels from 1 to 4096, not {size!r}")
     kind = None if path.is_dir() else archive_kind(path)
@@ -446,7 +406,7 @@ def read_image_folder(path: Path, size: int | None = None) -> Imported:
         )
     limits = Limits.from_env()
     dirs: set[Key] = set()
-    decoder = _Decoder(size, limits, path)
+    decoder = _Decoder(size, limits, path, progress)
     dir_files: dict[Key, str] = {}
     try:
         if kind == "tar":
@@ -456,77 +416,76 @@ def read_image_folder(path: Path, size: int | None = None) -> Imported:
         else:
             dir_files = _scan_dir(path, dirs)
             files = sorted(dir_files)
-        _all_parents(files, dirs)
-        root = _find_root(dirs, path)
-        splits = {"train": _class_dirs(dirs, root, "train")}
-        if (*root, "test") in dirs:
-            splits["test"] = _class_dirs(dirs, root, "test")
-        image_keys = sorted(k for k in files if not _hidden(k) and _is_image(k))
-        assigned = {s: _assign(image_keys, root, s, cls) for s, cls in splits.items()}
+        found = find_layout(files, dirs, path)
         if kind is None:  # folders: read only what the layout uses, in the workers
-            for by_class in assigned.values():
-                for keys in by_class.values():
-                    for key in keys:
-                        decoder.add(key, dir_files[key])
+            wanted = found.images()
+            decoder.total = len(wanted)
+            for key in wanted:
+                decoder.add(key, dir_files[key])
         decoded = decoder.finish()
     except OSError as e:
         raise DataError(f"cannot read {path}: {e}", hint="check that the file is complete") from e
     finally:
         decoder.close()
-    return _build(path, kind, root, assigned, decoded, dir_files, files, size)
+    return _build(path, kind, found, decoded, dir_files, size)
+
+
+def _readable(path: Path, found: Layout, decoded: dict[Key, tuple[Decoded, str | None]],
+              ) -> list[str]:
+    """Drop the images that did not decode from `found`; their names and reasons, counted.
+
+    An image past one of the limits (LAB_MAX_*) is refused instead: the limit is a setting the
+    user chose, and the message names it, so it is not skipped as if it were broken."""
+    unreadable: list[str] = []
+    for split, by_class in found.splits.items():
+        for cls, keys in by_class.items():
+            good: list[Key] = []
+            for key in keys:
+                why = decoded[key][0]
+                if not isinstance(why, str):
+                    good.append(key)
+                elif "LAB_MAX_" in why:
+                    raise DataError(f"{'/'.join(key)} in {path}: {why}",
+                                    hint="raise the limit if the file is trusted")
+                else:
+                    unreadable.append(f"{'/'.join(key)}: {why}")
+            if not good:
+                folder = "/".join((*found.root, *((split,) if found.kind == "splits" else ()),
+                                   cls))
+                raise DataError(f"class folder {folder} in {path} has no readable images "
+                                f"({len(keys)} unreadable)",
+                                hint="replace the broken files or delete the folder")
+            by_class[cls] = good
+    found.skipped[UNREADABLE] = len(unreadable)
+    return unreadable
 
 
 def _build(
     path: Path,
     kind: str | None,
-    root: Key,
-    assigned: dict[str, dict[str, list[Key]]],
+    found: Layout,
     decoded: dict[Key, tuple[Decoded, str | None]],
     dir_files: dict[Key, str],
-    files: list[Key],
     size: int | None,
 ) -> Imported:
-    train_classes = set(assigned["train"])
-    if not train_classes:
-        raise DataError(f"train/ in {path} has no class folders", hint=LAYOUT_HINT)
-    if len(train_classes) < 2:
-        (only,) = train_classes
-        raise DataError(
-            f"train/ in {path} has one class folder ({only}): classification needs at least two",
-            hint=LAYOUT_HINT,
-        )
-    extra = set(assigned.get("test", {})) - train_classes
-    if extra:
-        raise DataError(
-            f"test/ has classes that train/ lacks: {', '.join(sorted(extra))}",
-            hint="add them under train/ or remove them from test/",
-        )
-    classes = sorted(train_classes)
-    for split, by_class in assigned.items():
-        for cls, keys in sorted(by_class.items()):
-            if not keys:
-                raise DataError(
-                    f"class folder {split}/{cls} in {path} has no images",
-                    hint="add images to it or delete the empty folder",
-                )
-            for key in keys:
-                value = decoded[key][0]
-                if isinstance(value, str):
-                    raise DataError(
-                        f"{'/'.join(key)} in {path}: {value}",
-                        hint="remove or replace the broken file and import again",
-                    )
-    arrays, resized = _uniform_arrays(assigned, decoded, size)
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for split, by_class in assigned.items():
-        xs: list[np.ndarray] = []
-        ys: list[int] = []
-        for label, cls in enumerate(classes):
-            for key in by_class.get(cls, []):
-                xs.append(arrays[key])
-                ys.append(label)
-        out[split] = (np.stack(xs), np.asarray(ys, dtype=np.int64))
-    used = sum(len(keys) for by_class in assigned.values() for keys in by_class.values())
+    unreadable = _readable(path, found, decoded)
+    arrays, resized = _uniform_arrays(found.images(), decoded, size)
+    classes = found.classes
+    parts: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    counts: dict[str, int] = {}
+    # An official val/ goes after train/ in the training arrays: the split reads it from there
+    # (the manifest's official_val says how many), so the cache keeps its two arrays per part.
+    for group in (("train", "val"), ("test",)):
+        keys = [k for s in group for cls in classes
+                for k in found.splits.get(s, {}).get(cls, [])]
+        labels = [label for s in group for label, cls in enumerate(classes)
+                  for _ in found.splits.get(s, {}).get(cls, [])]
+        for s in group:
+            counts[s] = sum(len(ks) for ks in found.splits.get(s, {}).values())
+        parts[group[0]] = (np.stack([arrays[k] for k in keys]),
+                           np.asarray(labels, dtype=np.int64)) if keys else None
+    train, test = parts["train"], parts["test"]
+    assert train is not None  # find_layout refuses a tree without training images
     is_cifar = tuple(classes) == CIFAR10_CLASSES
     if is_cifar:
         reason = (
@@ -535,11 +494,10 @@ def _build(
         )
     else:
         reason = "image-folder tree: not the official release"
-    test = out.get("test")
     return Imported(
         classes=classes,
-        train_x=out["train"][0],
-        train_y=out["train"][1],
+        train_x=train[0],
+        train_y=train[1],
         test_x=test[0] if test else None,
         test_y=test[1] if test else None,
         source=str(path.resolve()),
@@ -548,31 +506,36 @@ def _build(
         official_reason=reason,
         format="imagefolder",
         default_name="cifar10" if is_cifar else safe_name(_stem(path.resolve())),
-        extra={"resized": resized, "skipped_files": len(files) - used, "root": "/".join(root)},
+        extra={"resized": resized, "root": "/".join(found.root), "layout": found.kind,
+               "splits": counts, "official_val": counts["val"], "skipped": found.skipped,
+               "unreadable": unreadable[:MAX_EXAMPLES]},
     )
 
 
+def default_size(shorter_sides: list[int]) -> int:
+    """The side mixed sizes are fitted to without --size: the median shorter side, rounded,
+    at most DEFAULT_SIZE_CAP (bigger inputs cost memory and time, rarely accuracy)."""
+    return max(1, min(DEFAULT_SIZE_CAP, round(statistics.median(shorter_sides))))
+
+
 def _uniform_arrays(
-    assigned: dict[str, dict[str, list[Key]]],
-    decoded: dict[Key, tuple[Decoded, str | None]],
-    size: int | None,
+    keys: list[Key], decoded: dict[Key, tuple[Decoded, str | None]], size: int | None,
 ) -> tuple[dict[Key, np.ndarray], dict | None]:
-    # Models need one input size: keep the images' own when they agree, else squash to a square
-    # (no cropping, so no object is cut out of frame).
-    keys = [k for by_class in assigned.values() for ks in by_class.values() for k in ks]
+    # Models need one input size: images that agree keep theirs; mixed ones are fitted to a
+    # square (aspect kept, centre crop), as `lab predict` fits its images.
     arrays: dict[Key, np.ndarray] = {k: decoded[k][0] for k in keys}  # type: ignore[misc]
     if size is not None:
-        return arrays, {"to": [size, size], "why": f"requested size {size}"}
+        return arrays, {"to": [size, size], "why": f"requested size {size}", "rule": FIT_RULE}
     shapes = {a.shape for a in arrays.values()}
     if len(shapes) <= 1:
         return arrays, None
-    target = DEFAULT_MIXED_SIZE
+    sides = [min(a.shape[:2]) for a in arrays.values()]
+    target = default_size(sides)
     for k, a in arrays.items():
-        if a.shape[:2] != (target, target):
-            im = Image.fromarray(a).resize((target, target), Image.Resampling.BILINEAR)
-            arrays[k] = np.asarray(im, dtype=np.uint8)
-    why = f"images had {len(shapes)} different sizes; resized to the default {target}x{target}"
-    return arrays, {"to": [target, target], "why": why}
+        arrays[k] = fit_array(a, (target, target))
+    why = (f"{len(shapes)} different sizes; median shorter side {statistics.median(sides):g} "
+           f"px, at most {DEFAULT_SIZE_CAP}")
+    return arrays, {"to": [target, target], "why": why, "rule": FIT_RULE}
 
 
 def _source_sha256(

@@ -54,13 +54,27 @@ def _check_fractions(train_fraction: float, val_fraction: float, has_test: bool)
 
 
 def make_split(
-    labels: np.ndarray, has_test: bool, train_fraction: float, val_fraction: float, seed: int
+    labels: np.ndarray, has_test: bool, train_fraction: float, val_fraction: float, seed: int,
+    official_val: int = 0,
 ) -> Split:
-    """Stratified split: each class keeps its share in train, val and (without a test set) test."""
+    """Stratified split: each class keeps its share in train, val and (without a test set) test.
+
+    ``official_val``: the pool's last images are the data set's own validation split (an
+    imported val/), used as it is. Then nothing else validates: with a test split every other
+    image trains, without one the test share (1 - train - val fractions) is still carved out."""
     _check_fractions(train_fraction, val_fraction, has_test)
     y = np.asarray(labels)
     if y.ndim != 1 or (y.size and not np.issubdtype(y.dtype, np.integer)):
         raise ConfigError(f"labels must be a 1-D integer array, not {y.dtype} {y.shape}")
+    if not 0 <= official_val <= len(y):
+        raise ConfigError(f"official_val must be in 0..{len(y)}, not {official_val}")
+    if official_val:
+        pool = len(y) - official_val
+        val = np.arange(pool, len(y), dtype=np.int64)
+        if has_test:
+            return Split(train=np.arange(pool, dtype=np.int64), val=val, test=None)
+        rest = make_split(y[:pool], False, train_fraction + val_fraction, 0.0, seed)
+        return Split(train=rest.train, val=val, test=rest.test)
     rng = np.random.default_rng(seed)
     train, val, test = [], [], []
     for cls in np.unique(y):

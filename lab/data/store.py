@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import uuid
 import zipfile
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lab.errors import ConfigError, DataError, NotFoundError
+from lab.paths import default_data_dir as default_data_dir  # the package exports it
 from lab.shapes import ANY, BOOL, COUNT, STR, Int, ListOf, Maybe, Obj, problem
 
 MANIFEST = "manifest.json"
@@ -66,16 +67,6 @@ class Imported:
     format: str
     default_name: str
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def default_data_dir() -> Path:
-    """Where data sets live unless a command says otherwise; a cache, so XDG's cache dir."""
-    explicit = os.environ.get("LAB_DATA_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "lab" / "data"
 
 
 def check_name(name: str) -> str:
@@ -121,9 +112,12 @@ def save(data_dir: Path, name: str, imp: Imported) -> dict:
     check_name(name)
     _check_arrays(imp.train_x, imp.train_y, imp.test_x, imp.test_y, len(imp.classes))
     data_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=data_dir))
+    # Named first, made inside the try: a signal at any moment either finds no folder or one
+    # the handler below removes (mkdtemp could be interrupted after making it, before naming it).
+    staging = data_dir / f".tmp-{name}-{secrets.token_hex(6)}"
     try:
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+        staging.mkdir(mode=0o755)
+        os.chmod(staging, 0o755)  # whatever the umask: the cache is an ordinary folder
         arrays = {"train_x": imp.train_x, "train_y": imp.train_y}
         if imp.test_x is not None and imp.test_y is not None:
             arrays |= {"test_x": imp.test_x, "test_y": imp.test_y}
@@ -146,6 +140,7 @@ def save(data_dir: Path, name: str, imp: Imported) -> dict:
             "image_size": [int(imp.train_x.shape[1]), int(imp.train_x.shape[2])],
             "format": imp.format,
             "data_sha256": file_digests(staging / DATA)["sha256"],
+            "data_bytes": (staging / DATA).stat().st_size,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resized": None,
             "source_fingerprint": None,
@@ -200,7 +195,8 @@ MANIFEST_SHAPE = Obj(
     optional={"manifest_version": COUNT, "source": Maybe(STR), "source_sha256": Maybe(STR),
               "official": BOOL, "official_reason": Maybe(STR), "format": Maybe(STR),
               "data_sha256": Maybe(STR), "created": Maybe(STR), "resized": ANY,
-              "source_fingerprint": ANY, "mirror_safe": BOOL})
+              "source_fingerprint": ANY, "mirror_safe": BOOL, "official_val": COUNT,
+              "data_bytes": COUNT})
 
 
 def read_manifest(data_dir: Path, name: str) -> dict:
@@ -242,11 +238,48 @@ def reimport_hint(manifest: dict) -> str:
 
 
 def _load_arrays(path: Path, manifest: dict) -> dict[str, np.ndarray]:
+    """The arrays of ``data.npz``, memory-mapped where the file allows it (members stored
+    uncompressed, as `save` writes them): opening a data set then copies nothing, and a set
+    larger than RAM can still be trained on from the page cache (`data_on=disk`)."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with zipfile.ZipFile(path) as archive:
+            mapped = {info.filename[: -len(".npy")]: _map_member(path, info)
+                      for info in archive.infolist() if info.filename.endswith(".npy")}
+        if all(a is not None for a in mapped.values()):
+            return {k: a for k, a in mapped.items() if a is not None}
+        with np.load(path, allow_pickle=False) as npz:  # a compressed member: read it whole
             return {k: npz[k] for k in npz.files}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read {path}: {e}", hint=reimport_hint(manifest)) from e
+
+
+def _map_member(path: Path, info: zipfile.ZipInfo) -> np.ndarray | None:
+    """One stored ``.npy`` member as a read-only memmap, or None when it cannot be mapped
+    (compressed, or an object array)."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)  # the local header: its name and extra lengths may differ
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+        name_len, extra_len = int.from_bytes(local[26:28], "little"), \
+            int.from_bytes(local[28:30], "little")
+        start = info.header_offset + 30 + name_len + extra_len
+        f.seek(start)
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0(f))
+        offset = f.tell()
+    if dtype.hasobject:
+        return None
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if offset - start + size > info.file_size:
+        raise ValueError(f"{info.filename} is shorter than its header says")
+    if size == 0:  # mmap cannot map nothing
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset,
+                     order="F" if fortran else "C")
 
 
 def load_cached(data_dir: Path, name: str) -> Dataset:

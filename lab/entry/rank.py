@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from lab.core.collectives import from_env, shutdown
+from lab.core.collectives import from_env, leave, shutdown
 from lab.core.stopping import SignalStop
 from lab.errors import ConfigError, LabError
 from lab.launch.torchrun import STOPPED_EXIT
@@ -91,4 +91,4 @@ def _stop_check(signals: SignalStop, job: int | None, run: RunDir) -> Any:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

@@ -31,6 +31,7 @@ from torch import nn
 from lab.data.store import swap_into_place
 from lab.errors import ConfigError, DataError
 from lab.explain.index import entry_of, read_galleries, scan_galleries
+from lab.explain.layers import TargetLayer
 from lab.runs import atomic_write_json, now_iso
 
 METHODS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "scorecam": "ScoreCAM",
@@ -79,13 +80,6 @@ def select_examples(y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarr
             examples += [Example(int(i), int(y_true[i]), int(y_pred[i]), float(confidence[i]))
                          for i in pick[order]]
     return examples
-
-
-def layer_name(model: nn.Module, layer: nn.Module) -> str:
-    for name, module in model.named_modules():
-        if module is layer:
-            return name
-    return type(layer).__name__
 
 
 def compute_cams(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: list[int],
@@ -185,7 +179,7 @@ def gallery_name(method: str, class_name: str | None, wrong_only: bool) -> str:
     return name
 
 
-def write_gallery(gradcam_dir: Path, *, model: nn.Module, layer: nn.Module,
+def write_gallery(gradcam_dir: Path, *, model: nn.Module, layer: TargetLayer,
                   images_uint8: torch.Tensor, inputs: torch.Tensor, examples: list[Example],
                   classes: list[str], method: str = "gradcam", class_name: str | None = None,
                   wrong_only: bool = False) -> dict[str, Any]:
@@ -196,8 +190,8 @@ def write_gallery(gradcam_dir: Path, *, model: nn.Module, layer: nn.Module,
     """
     method = canonical_method(method)
     name = gallery_name(method, class_name, wrong_only)
-    lname = layer_name(model, layer)
-    cams = compute_cams(model, layer, inputs, [e.predicted for e in examples], method)
+    lname, lsize = layer.name, list(layer.size)
+    cams = compute_cams(model, layer.module, inputs, [e.predicted for e in examples], method)
     gradcam_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=gradcam_dir))
     try:
@@ -228,7 +222,7 @@ def write_gallery(gradcam_dir: Path, *, model: nn.Module, layer: nn.Module,
             predicted=np.array([e.predicted for e in examples], dtype=np.int64),
             confidence=np.array([e.confidence for e in examples], dtype=np.float32),
             classes=np.array(classes))
-        index = {"name": name, "method": method, "layer": lname,
+        index = {"name": name, "method": method, "layer": lname, "layer_size": lsize,
                  "grid": "grid.png" if overlays else None, "created": now_iso(),
                  "filter": {"class": class_name, "wrong_only": wrong_only}, "items": items}
         atomic_write_json(tmp / "index.json", index)

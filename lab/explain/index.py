@@ -18,9 +18,13 @@ FILE = Pattern(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,254}", "a file name")
 ITEM = Obj({"file": FILE, "test_index": COUNT, "true": STR, "predicted": STR,
             "confidence": NUM, "correct": BOOL, "caption": STR},
            {"method": STR, "layer": STR})
+# layer_size: (height, width) of the target layer's map; galleries before it have none
+LAYER_SIZE = ListOf(COUNT, min_len=2, max_len=2)
 GALLERY = Obj({"items": ListOf(ITEM)}, {"name": NAME, "method": STR, "layer": STR,
-                                         "grid": Maybe(FILE), "created": STR, "filter": Obj()})
-ENTRY = Obj({"name": NAME}, {"method": Maybe(STR), "layer": Maybe(STR), "grid": Maybe(STR),
+                                         "layer_size": LAYER_SIZE, "grid": Maybe(FILE),
+                                         "created": STR, "filter": Obj()})
+ENTRY = Obj({"name": NAME}, {"method": Maybe(STR), "layer": Maybe(STR),
+                             "layer_size": Maybe(LAYER_SIZE), "grid": Maybe(STR),
                              "count": COUNT, "created": STR, "filter": Obj()})
 GALLERIES = Obj({"galleries": ListOf(ENTRY)})
 
@@ -40,11 +44,19 @@ def read_gallery(gradcam_dir: Path, name: str) -> dict[str, Any] | None:
     return read_record(path, lambda v: problem(v, GALLERY))
 
 
+def layer_text(gallery: dict[str, Any]) -> str:
+    """`features.1 (8×8)`: the target layer as the CLI and the console show it."""
+    size = gallery.get("layer_size")
+    name = gallery.get("layer") or "?"
+    return f"{name} ({size[0]}×{size[1]})" if size else name
+
+
 def entry_of(gallery: dict[str, Any], name: str | None = None) -> dict[str, Any]:
     """The line of the run's list that stands for a gallery (in folder `name`, by default
     the name the gallery's index gives)."""
     name = name or gallery["name"]
     return {"name": name, "method": gallery.get("method"), "layer": gallery.get("layer"),
+            "layer_size": gallery.get("layer_size"),
             "grid": f"{name}/{gallery['grid']}" if gallery.get("grid") else None,
             "count": len(gallery["items"]), "filter": gallery.get("filter") or {},
             "created": gallery.get("created") or ""}

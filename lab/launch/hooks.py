@@ -1,6 +1,7 @@
 """What a run does at the loop's boundaries, one hook each: its event log, its status file,
-its checkpoints (and the restore that reads them back), progress for a person, throughput,
-and the end-of-run Grad-CAM gallery. Each is tested on its own, without training."""
+its checkpoints (and the restore that reads them back), its best weights, progress for a
+person, throughput, and the end-of-run Grad-CAM gallery. Each is tested on its own, without
+training."""
 
 from __future__ import annotations
 
@@ -95,6 +96,33 @@ class Checkpointer(Hook):
             checkpoint.save(self.run, state)
 
 
+class BestWeights(Hook):
+    """`best.pt` after each epoch that beats the best validation accuracy so far (rank 0 only).
+    Written before that epoch's checkpoint: a crash between the two makes a resume redo the
+    epoch, which writes the same weights again; the other order could leave a checkpoint that
+    counts an epoch as best whose weights were never saved."""
+
+    def __init__(self, run: RunDir, parts: Parts) -> None:
+        self.run, self.parts = run, parts
+
+    def on_epoch_end(self, position: Position) -> None:
+        if position.improved:
+            checkpoint.save_best(self.run, self.parts.model.state_dict(), epoch=position.epoch,
+                                 step=position.step, val_acc=position.best_val_acc)
+
+
+def recall_best(run: RunDir, position: Position) -> None:
+    """Fill in the best epoch of a checkpoint written before lab kept one, from the run's
+    epoch events up to the checkpoint's epoch (the earliest of equal accuracies)."""
+    if position.best_epoch or not position.epoch:
+        return
+    epochs = [e for e in run.events() if e.get("event") == "epoch"
+              and isinstance(e.get("val_acc"), (int, float)) and 0 < e["epoch"] <= position.epoch]
+    if epochs:
+        best = max(epochs, key=lambda e: (e["val_acc"], -e["epoch"]))
+        position.best_epoch, position.best_val_acc = int(best["epoch"]), float(best["val_acc"])
+
+
 def _rng_states() -> tuple[torch.Tensor, list[torch.Tensor]]:
     return torch.get_rng_state(), (torch.cuda.get_rng_state_all()
                                    if torch.cuda.is_available() else [])
@@ -161,4 +189,5 @@ class Gallery(Hook):
         except Exception as exc:  # noqa: BLE001 - recorded in status.json, shown by clients
             self.error = f"{type(exc).__name__}: {exc}"
             return
-        self.emit({"event": "gradcam", "name": gallery["name"], "count": len(gallery["items"])})
+        self.emit({"event": "gradcam", "name": gallery["name"], "count": len(gallery["items"]),
+                   "run": self.run.id, "layer": gallery["layer"]})

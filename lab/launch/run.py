@@ -22,12 +22,15 @@ def preflight(config: RunConfig, data_dir: Path) -> None:
     """Fail before a run directory exists on everything that can be checked without training:
     the device, the data set and its split (`checked_split`: no empty part, no batch of one
     where BatchNorm cannot take it), the memory model and batch need for this class count,
-    and the weights (present, and of this model)."""
+    the memory budgets a person set (`LAB_DEVICE_MEMORY`, `LAB_HOST_MEMORY`), and the weights
+    (present, and of this model)."""
     from lab.core.device import resolve_device
     from lab.core.models import build_model
     from lab.core.prepare import checked_split
     from lab.data import load_dataset
+    from lab.data.placement import check_budgets
 
+    check_budgets()
     device = resolve_device(config.device)
     distributed.check_sync_bn(config, device.type)
     data = load_dataset(config.dataset, data_dir)
@@ -96,13 +99,19 @@ def _fit_as_rank(config: RunConfig, run: RunDir, data_dir: Path, emit: Emit | No
 
 
 def _not_resumable(run: RunDir, config: RunConfig, force: bool) -> LabError | None:
-    """Why `run` cannot be resumed with `config` (its config.json), or None. Done, still
-    running, too big for the memory limit, a checkpoint that cannot be read or holds another
+    """Why `run` cannot be resumed with `config` (its config.json), or None. Pruned, done,
+    still running, too big for the memory limit, a checkpoint that cannot be read or holds another
     model than config.json describes (DataError), or a config.json edited since the
     checkpoint in a field that changes training (unless `force`: then config.json wins, see
     `lab.launch.session`); never a run of fewer epochs than the checkpoint has trained.
     Reads only: nothing is written before this passes."""
     state = run.live_state()
+    pruned = run.status().get("pruned")
+    if pruned and state != State.RUNNING:
+        return ConfigError(f"run {run.id} was pruned ({pruned}): its resume checkpoints are "
+                           "gone, only its weights (best.pt, last.pt) are kept",
+                           hint="start a new run with its config: lab run --config "
+                                f"{run.config_path}")
     if state == State.DONE:
         return ConfigError(f"run {run.id} is already done: nothing to resume")
     if state == State.RUNNING:

@@ -107,9 +107,13 @@ def worker_summary(worker: WorkerRow, jobs: list[Job]) -> dict[str, Any]:
                      for j in mine]}
 
 
-def queueable(config: Any) -> Any:
+def queueable(config: Any, data_dir: Path | None = None, check: bool = True) -> Any:
     """A config fit to wait in a queue: paths made absolute (a worker has its own working
-    directory) and checked now, and no pinned GPU (the worker assigns one per job)."""
+    directory), no pinned GPU (the worker assigns one per job), and, with `check`, what it
+    needs there now (`checks.check_submittable`: data set, weights file, ImageNet weights
+    offline). `check=False` (`--no-check`) is for data that exists only on the worker's machine:
+    paths are still made absolute, nothing is looked up. The one check `lab submit` and the
+    console's new-job dialog share."""
     if config.device.startswith("cuda:"):
         raise ConfigError(f"device={config.device!r}: a queued job runs on the GPU its worker "
                           "gives it", hint="use --device auto or cuda; choose GPUs with "
@@ -117,12 +121,36 @@ def queueable(config: Any) -> Any:
     changes: dict[str, str] = {}
     if config.weights not in ("imagenet", "none"):
         path = Path(config.weights).expanduser()
-        if not path.is_file():
-            raise NotFoundError(f"weights file {config.weights} does not exist")
+        if check and not path.is_file():
+            raise NotFoundError(f"weights file {config.weights} does not exist",
+                                hint="--no-check queues it anyway, for a file that exists only "
+                                     "on the worker's machine")
         changes["weights"] = str(path.resolve())
     if config.dataset.startswith("imagefolder:"):
         path = Path(config.dataset.removeprefix("imagefolder:")).expanduser()
-        if not path.exists():
-            raise NotFoundError(f"no image folder at {path}")
         changes["dataset"] = f"imagefolder:{path.resolve()}"
-    return config.replace(**changes) if changes else config
+    config = config.replace(**changes) if changes else config
+    if check:
+        from lab.queue.checks import check_submittable  # lazily: it imports lab.data
+
+        check_submittable(config, data_dir)
+    return config
+
+
+def queueable_all(configs: list[Any], data_dir: Path | None = None,
+                  check: bool = True) -> list[Any]:
+    """`queueable` for many configs (a study's grid), its checks run once per distinct data
+    set, weights, model and device: a grid of 64 lr values looks at the data cache once."""
+    done: dict[tuple[str, str, str, str], Any] = {}
+    result = []
+    for config in configs:
+        key = (config.dataset, config.weights, config.model, config.device)
+        if key not in done:
+            done[key] = queueable(config, data_dir, check)
+            result.append(done[key])
+            continue
+        first = done[key]
+        changes = {k: getattr(first, k) for k in ("dataset", "weights")
+                   if getattr(first, k) != getattr(config, k)}
+        result.append(config.replace(**changes) if changes else config)
+    return result

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from lab.errors import BusyError, ConfigError, DataError, LabError, StorageError
-from lab.runs import schema
+from lab.runs import schema, writable_dir
 
 _Q = TypeVar("_Q", bound="QueueDB")
 
 DB_NAME = "lab.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x4C616251  # "LabQ" in the file's header: this SQLite file is lab's queue
 _MAGIC = b"SQLite format 3\x00"
 JOB_STATES = tuple(s.value for s in schema.JOB_STATES)  # spelled out in the CHECK constraint
@@ -80,6 +80,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CHECK (backend IN ('local', 'slurm'))",
         "ALTER TABLE jobs ADD COLUMN slurm_id TEXT",
         "ALTER TABLE jobs ADD COLUMN slurm_options TEXT",
+    ),
+    (  # 2 -> 3: studies (lab.queue.studies); a job's study is its config's, NULL for none
+        "ALTER TABLE jobs ADD COLUMN study TEXT",
+        "UPDATE jobs SET study = nullif(json_extract(config, '$.study'), '') "
+        "WHERE json_valid(config)",
+        "CREATE INDEX IF NOT EXISTS jobs_by_study ON jobs (study, id)",
     ),
 )
 
@@ -230,11 +236,11 @@ class QueueDB:
         self.readonly = readonly
         self.busy_timeout = busy_timeout = busy_timeout_s() if busy_timeout is None \
             else busy_timeout
+        if not readonly:  # a read-only or misnamed runs directory: one line that says so
+            writable_dir(self.path.parent)
         version = identify(self.path, busy_timeout)  # raises before anything is written
         if readonly and version == 0:
             raise _unusable(self.path, "it holds no queue yet")
-        if not readonly:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             if readonly:
                 self._db = sqlite3.connect(_ro_uri(self.path, immutable=False), uri=True,

@@ -112,6 +112,7 @@ class Job:
     backend: str = "local"  # or "slurm"
     slurm_id: str | None = None  # the sbatch job id of the latest attempt
     slurm_options: dict[str, Any] | None = None  # SlurmOptions, and `requeued`: the requeues
+    study: str | None = None  # its config's study (lab.queue.studies); None for a loose job
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -140,6 +141,29 @@ class Job:
         for key in ("heartbeat", "lease_until", "created", "started", "finished"):
             d[key] = iso(d[key])
         return d
+
+
+def _refuse_repeats(db: sqlite3.Connection, configs: list[RunConfig]) -> None:
+    """A study holds each config (seed included) once: a second copy would count twice in its
+    statistics. Checked against the study's jobs under the submit's own write lock."""
+    seen: dict[tuple[str, str], str] = {}
+    for study in {c.study for c in configs if c.study}:
+        for job_id, text in db.execute("SELECT id, config FROM jobs WHERE study = ?", (study,)):
+            seen[(study, _canonical(json.loads(text)))] = f"job {job_id}"
+    for n, config in enumerate(configs, 1):
+        if not config.study:
+            continue
+        key = (config.study, _canonical(config.to_dict()))
+        if key in seen:
+            raise ConfigError(f"study {config.study} already holds this config with seed "
+                              f"{config.seed} ({seen[key]})",
+                              hint="--seed N starts the seeds elsewhere; `lab retry --study` "
+                                   "runs failed jobs again")
+        seen[key] = f"config {n} of this submit"
+
+
+def _canonical(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -188,12 +212,40 @@ class JobQueue(QueueDB):
         options = json.dumps(slurm_options) if slurm_options is not None else None
         with self._write() as db:
             now = time.time()  # inside the lock: `created` follows commit order
+            _refuse_repeats(db, configs)
             ids = [db.execute(
-                "INSERT INTO jobs (config, label, priority, created, backend, slurm_options) "
-                "VALUES (?,?,?,?,?,?)",
-                (json.dumps(c.to_dict()), c.label, priority, now, backend, options)).lastrowid
+                "INSERT INTO jobs (config, label, priority, created, backend, slurm_options, "
+                "study) VALUES (?,?,?,?,?,?,?)",
+                (json.dumps(c.to_dict()), c.label, priority, now, backend, options,
+                 c.study or None)).lastrowid
                 for c in configs]
         return [self.get(i) for i in ids]
+
+    def study_jobs(self, study: str) -> list[Job]:
+        """A study's jobs, oldest first."""
+        rows = self._db.execute("SELECT * FROM jobs WHERE study = ? ORDER BY id",
+                                (study,)).fetchall()
+        return [Job.from_row(r) for r in rows]
+
+    def studies(self) -> list[str]:
+        """Every study's name, oldest study first."""
+        return [r[0] for r in self._db.execute(
+            "SELECT study FROM jobs WHERE study IS NOT NULL GROUP BY study ORDER BY min(id)")]
+
+    def cancel_waiting(self, study: str) -> tuple[list[Job], list[Job]]:
+        """Cancel a study's waiting (queued or interrupted) jobs in one transaction; returns
+        them and the study's running jobs, which are left running (`cancel` stops one)."""
+        with self._write() as db:
+            rows = db.execute("SELECT id FROM jobs WHERE study = ? AND state IN "
+                              "('queued', 'interrupted') ORDER BY id", (study,)).fetchall()
+            ids = [r[0] for r in rows]
+            db.executemany("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, "
+                           "finished = ? WHERE id = ?", [(time.time(), i) for i in ids])
+            cancelled = [self._job(db, i) for i in ids]
+            running = [Job.from_row(r) for r in db.execute(
+                "SELECT * FROM jobs WHERE study = ? AND state = 'running' ORDER BY id",
+                (study,))]
+        return cancelled, running
 
     def get(self, job_id: int) -> Job:
         return self._job(self._db, job_id)

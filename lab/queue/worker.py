@@ -8,6 +8,14 @@ best job that fits goes first, so a job waiting for more GPUs does not hold up s
 job runs in `python -m lab.jobrun` with `CUDA_VISIBLE_DEVICES` set to its slots' GPUs ('' on
 the CPU slot), so a crash or an out-of-memory error fails that job and the worker goes on.
 
+Latency: between polls the worker watches the queue file's data version (a cheap read), so a
+submitted job, a cancel or a finished job wakes it within `WAKE_S`, not a whole poll later.
+Each one-process slot keeps a warm template (`lab.queue.template`) that has imported torch and
+the engine, and forks each job process from it; a job process forked so is still the worker's
+child, with its own log, signals and exit status. Jobs are claimed once the slot's template is
+warm (or has failed: then a fresh interpreter, as before); `LAB_JOB_TEMPLATE=0` (or
+`warm=False`) starts none.
+
 Stopping: `lab worker stop` sets a flag in the database, read every poll: the worker claims
 nothing more and exits when its jobs are done (`--now`: it cancels them first; their runs are
 kept and marked cancelled). SIGTERM or Ctrl-C interrupts its jobs (they resume at the next
@@ -26,6 +34,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +42,13 @@ from typing import IO, Any
 
 from lab.errors import BusyError, ConfigError, RunFailed
 from lab.queue.jobs import Job, JobQueue, host_name, job_log_path, now_text
+from lab.queue.notify import EndHooks
+from lab.queue.template import Adopted, Template, become_subreaper, reap_strays
 from lab.runs import State
 
+ON_EXIT_GRACE_S = 30.0  # how long an exiting worker lets its on-end commands finish
 STOP_GRACE_S = 30.0  # how long a stopping worker waits for its jobs to record their state
+WAKE_S = 0.05  # how often an idle worker looks whether the queue file changed
 
 
 @dataclass(frozen=True)
@@ -86,7 +99,7 @@ def worker_log(runs_dir: Path, pid: int) -> Path:
 @dataclass
 class Running:
     job: Job
-    proc: subprocess.Popen
+    proc: subprocess.Popen | Adopted
     log: IO[bytes]
     slots: list[Slot]
 
@@ -96,7 +109,8 @@ class Worker:
 
     def __init__(self, runs_dir: Path, data_dir: Path, slots: list[Slot], poll: float = 1.0,
                  heartbeat: float = 5.0, exit_when_idle: bool = False, detached: bool = False,
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, warm: bool | None = None,
+                 on_end: str | None = None) -> None:
         self.runs_dir, self.data_dir = Path(runs_dir).resolve(), Path(data_dir).resolve()
         self.slots, self.poll, self.heartbeat_s = slots, poll, heartbeat
         self.lease_s = 3 * heartbeat  # three missed heartbeats and the lease is gone
@@ -108,6 +122,13 @@ class Worker:
         self.running: dict[str, Running] = {}  # first slot's name -> its job
         self.cancelled_all = False
         self._next_beat = 0.0
+        # LAB_JOB_TEMPLATE=0: every job in a fresh interpreter (no template's memory)
+        self.warm = os.environ.get("LAB_JOB_TEMPLATE", "1") != "0" if warm is None else warm
+        self.templates: dict[str, Template] = {}  # slot name -> its warm template
+        self._subreaper = False
+        self._watch: sqlite3.Connection | None = None
+        self._version: int | None = None
+        self.hooks = EndHooks(on_end, self.runs_dir, self.say)  # `--on-end CMD`
 
     # ---- lifecycle -------------------------------------------------------------------------
     def run(self) -> None:
@@ -121,6 +142,7 @@ class Worker:
         self.say(f"worker {self.id} started: slots {', '.join(s.name for s in self.slots)}; "
                  f"runs {self.runs_dir}")
         try:
+            self._start_templates()
             self._loop()
         except KeyboardInterrupt:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -129,10 +151,29 @@ class Worker:
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
+            self.hooks.drain(ON_EXIT_GRACE_S)
+            for template in self.templates.values():
+                template.close()
+            if self._subreaper:
+                become_subreaper(False)
+            if self._watch is not None:
+                self._watch.close()
             self.queue.unregister_worker(self.id)
             pidfile.unlink(missing_ok=True)
             self.queue.close()
         self.say(f"worker {self.id} exits")
+
+    def _start_templates(self) -> None:
+        """A warm template per one-process slot, where jobs can be adopted (Linux)."""
+        if not self.warm or not become_subreaper():
+            return
+        self._subreaper = True
+        for slot in self.slots:
+            try:
+                self.templates[slot.name] = Template(slot.visible, self.say, slot.name)
+            except OSError as exc:
+                self.say(f"no job template for slot {slot.name} ({exc}): jobs start in a "
+                         "fresh interpreter")
 
     def _loop(self) -> None:
         while True:
@@ -141,7 +182,29 @@ class Worker:
                     return
             except (sqlite3.OperationalError, BusyError) as exc:  # locked past the timeout
                 self.say(f"queue database error, trying again: {exc}")
-            time.sleep(self.poll)
+            self._sleep(self.poll)
+
+    def _sleep(self, seconds: float) -> None:
+        """Until the next poll or heartbeat, or sooner when another process commits to the
+        queue (a submit, a cancel, a job's end) or a template becomes warm."""
+        deadline = min(time.monotonic() + seconds, self._next_beat)
+        warming = [t for t in self.templates.values() if t.starting]
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(WAKE_S, left))
+            if self._queue_changed() or any(t.ready for t in warming):
+                return
+
+    def _queue_changed(self) -> bool:
+        try:
+            if self._watch is None:
+                uri = f"file:{urllib.parse.quote(str(self.queue.path.resolve()))}?mode=ro"
+                self._watch = sqlite3.connect(uri, uri=True, timeout=0.05)
+            version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return False  # busy or gone: the next poll looks anyway
+        changed = self._version is not None and version != self._version
+        self._version = version
+        return changed
 
     def _tick(self) -> bool:
         """One look at the queue; True when the worker should exit."""
@@ -150,6 +213,10 @@ class Worker:
             self.queue.heartbeat(self.id, self.lease_s)
             self._next_beat = now + self.heartbeat_s
         self._reap()
+        self.hooks.poll()
+        if self._subreaper:
+            reap_strays({r.proc.pid for r in self.running.values()}
+                        | {t.proc.pid for t in self.templates.values()} | self.hooks.pids)
         stop = self.queue.worker_stop(self.id)
         if stop == 2 and not self.cancelled_all:
             for r in self.running.values():
@@ -161,7 +228,8 @@ class Worker:
         for job in self.queue.requeue_orphans():
             self.say(f"job {job.id}: its worker died; marked {job.state}")
         claimed = self._fill_slots()
-        if (self.exit_when_idle and not self.running and not claimed
+        warming = any(t.starting for t in self.templates.values())
+        if (self.exit_when_idle and not self.running and not claimed and not warming
                 and not self.queue.awaiting_requeue()):
             self.say("queue empty: exiting (--exit-when-idle)")
             return True
@@ -178,6 +246,9 @@ class Worker:
             free = [s for s in self.slots if s.name not in busy]
             if not free:
                 break
+            template = self.templates.get(free[0].name)
+            if template is not None and template.starting:
+                break  # claimed once it is warm: sooner than a cold start
             cpu = free[0].name == "cpu"
             job = self.queue.claim(self.id, self.pid, ",".join(s.name for s in free),
                                    self.lease_s, max_slots=None if cpu else len(free))
@@ -198,17 +269,23 @@ class Worker:
         log.flush()
         visible = ",".join(s.visible for s in slots if s.visible)
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible, "PYTHONUNBUFFERED": "1"}
+        argv = [str(job.id), "--attempt", str(job.attempts), "--runs-dir", str(self.runs_dir),
+                "--data-dir", str(self.data_dir)]
+        template = self.templates.get(slots[0].name)
+        proc: subprocess.Popen | Adopted | None = None
+        if template is not None and len(slots) == 1 and int(job.config.get("nproc") or 1) == 1:
+            proc = template.fork(argv, path)  # None: it is given up on, and said why
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "lab.jobrun", str(job.id), "--attempt",
-                 str(job.attempts), "--runs-dir", str(self.runs_dir), "--data-dir",
-                 str(self.data_dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+            if proc is None:
+                proc = subprocess.Popen([sys.executable, "-m", "lab.jobrun", *argv],
+                                        stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, env=env)
         except OSError as exc:  # out of processes or memory: this job fails, the worker goes on
             log.close()
             self.queue.finish(job.id, job.attempts, State.FAILED,
                               error=f"could not start the job process: {exc}")
             self.say(f"job {job.id} failed: could not start the job process: {exc}")
+            self._ended(self.queue.get(job.id))
             return
         self.queue.set_child(job.id, job.attempts, proc.pid)
         self.running[slots[0].name] = Running(job, proc, log, slots)
@@ -235,6 +312,13 @@ class Worker:
             job = self.queue.get(r.job.id)
             detail = f": {job.error}" if job.error else ""
             self.say(f"job {job.id} {job.state}{detail}")
+            self._ended(job)
+
+    def _ended(self, job: Job) -> None:
+        """An attempt is over: the on-end command hears of it unless the job is queued
+        again (a retry to come is not an end)."""
+        if job.state != State.QUEUED:
+            self.hooks.job_ended(job)
 
     def _interrupt_jobs(self) -> None:
         """Stop every job process (SIGTERM: each records `interrupted` and its run stays

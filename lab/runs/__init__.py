@@ -20,6 +20,7 @@ from lab.runs.store import (
     atomic_write_bytes,
     atomic_write_json,
     default_runs_dir,
+    disk_bytes,
     list_runs,
     new_run,
     now_iso,
@@ -30,14 +31,17 @@ from lab.runs.store import (
     read_jsonl_counted,
     read_record,
     resolve_run,
+    runs_dir_problem,
     summarize,
     validate_run_ref,
+    writable_dir,
 )
 
 __all__ = [
     "CLAIMABLE", "JOB_FINISHED", "JOB_STATES", "RUN_FINISHED", "RUN_STATES", "RUN_ID_RE", "RunDir",
     "State", "append_jsonl", "atomic_write_bytes", "atomic_write_json", "check_config",
-    "check_event", "check_result", "check_status", "default_runs_dir", "list_runs", "new_run",
-    "now_iso", "pid_alive", "process_start", "read_json", "read_jsonl", "read_jsonl_counted",
-    "read_record", "resolve_run", "summarize", "validate_run_ref",
+    "check_event", "check_result", "check_status", "default_runs_dir", "disk_bytes", "list_runs",
+    "new_run", "now_iso", "pid_alive", "process_start", "read_json", "read_jsonl",
+    "read_jsonl_counted", "read_record", "resolve_run", "runs_dir_problem", "summarize",
+    "validate_run_ref", "writable_dir",
 ]

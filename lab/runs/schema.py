@@ -70,6 +70,9 @@ class StartEvent(TypedDict):
     classes: list[str]
     split: dict[str, Any]
     notes: list[str]
+    mirror: dict[str, Any]  # the run's mirror decision (`MIRROR`); absent before it existed
+    data_on: str  # where the images waited: device | host | disk (absent before it existed)
+    data_on_reason: str  # why there (auto's measure, or "as asked")
 
 
 class ResumeEvent(TypedDict, total=False):
@@ -79,6 +82,7 @@ class ResumeEvent(TypedDict, total=False):
     time: str
     batch: int  # present when it resumed mid-epoch
     fallback: str  # present when the newest checkpoint was unusable
+    provenance: dict[str, Any]  # lab.runs.provenance.short(): who resumed it, where
 
 
 class StepEvent(TypedDict):
@@ -102,6 +106,13 @@ class EpochEvent(TypedDict):
     lr: float
 
 
+class StoppedEvent(TypedDict):
+    event: str  # "stopped": training ended early (early stopping), before this epoch
+    epoch: int  # the first epoch not trained
+    step: int
+    reason: str  # e.g. "patience: no val_acc gain for 3 epochs after epoch 4"
+
+
 class TestEvent(TypedDict):
     event: str  # "test"
     epoch: int
@@ -110,7 +121,12 @@ class TestEvent(TypedDict):
     test_acc: float
 
 
-Event = StartEvent | ResumeEvent | StepEvent | EpochEvent | TestEvent
+Event = StartEvent | ResumeEvent | StepEvent | EpochEvent | StoppedEvent | TestEvent
+
+# Whether the run mirrored images (lab.data.mirror): one decision for flip augmentation and flip
+# TTA at validation and test. Runs written before it existed have no "mirror" field.
+MIRROR = Obj(required={"ok": BOOL},
+             optional={"reason": STR, "hflip": NUM, "tta": BOOL})
 
 # The type of each field a reader computes with, wherever it appears. A field may be missing
 # (an older lab wrote fewer); one that is present with another type makes the line unusable.
@@ -118,8 +134,9 @@ FIELD_TYPES: dict[str, Shape] = {
     "epoch": COUNT, "step": COUNT, "batch": COUNT, "epochs": COUNT, "steps_per_epoch": COUNT,
     "loss": NUM, "lr": NUM, "train_loss": NUM, "train_acc": NUM, "val_loss": NUM,
     "val_acc": NUM, "seconds": NUM, "images_per_s": NUM, "test_loss": NUM, "test_acc": NUM,
-    "time": STR, "device": STR, "precision": STR, "fallback": STR,
-    "classes": ListOf(STR), "notes": ListOf(STR), "split": Obj(),
+    "time": STR, "device": STR, "precision": STR, "fallback": STR, "reason": STR,
+    "classes": ListOf(STR), "notes": ListOf(STR), "split": Obj(), "mirror": MIRROR,
+    "provenance": Obj(), "data_on": OneOf("device", "host", "disk"), "data_on_reason": STR,
 }
 # The fields of each kind that readers index without checking (others they look up with .get).
 _EVENT_REQUIRED = {"step": ("epoch",), "epoch": ("epoch",), "resume": ("epoch",)}
@@ -145,7 +162,7 @@ STATUS = Obj(
     optional={"epoch": COUNT, "step": COUNT, "pid": Maybe(_PID), "host": _TEXT, "error": _TEXT,
               "created": _TEXT, "updated": _TEXT, "started": _TEXT, "finished": _TEXT,
               "device": _TEXT, "job": Maybe(INT), "world_size": Maybe(COUNT),
-              "gradcam_error": _TEXT})
+              "gradcam_error": _TEXT, "pruned": _TEXT})
 
 _PER_CLASS = Obj({"class": STR, "precision": NUM, "recall": NUM, "f1": NUM, "support": COUNT})
 _PAIR = Obj({"true": STR, "predicted": STR, "count": COUNT, "share": NUM})
@@ -155,15 +172,19 @@ RESULT = Obj(
     required={"test_acc": NUM, "classes": ListOf(STR, min_len=1), "per_class": ListOf(_PER_CLASS),
               "confusion": ListOf(ListOf(COUNT)), "most_confused": ListOf(_PAIR)},
     optional={"run_id": STR, "level": Maybe(INT), "model": STR, "dataset": STR,
-              "best_val_acc": Maybe(NUM), "test_loss": Maybe(NUM),
+              "best_val_acc": Maybe(NUM), "best_epoch": Maybe(COUNT), "test_loss": Maybe(NUM),
+              "epochs_trained": COUNT, "stopped": _TEXT,
+              "tested": Obj(required={"weights": OneOf("last", "best"), "epoch": COUNT},
+                            optional={"asked": STR, "why": STR}),
               "macro": Maybe(Obj({"precision": NUM, "recall": NUM, "f1": NUM})),
               "timings": Obj(optional={k: Maybe(NUM) for k in (
                   "train_seconds", "eval_seconds", "total_seconds")}),
               "throughput": Obj(optional={k: Maybe(NUM) for k in (
                   "train_images_per_s", "eval_images_per_s")}),
               "epochs": COUNT, "split": Obj(), "notes": ListOf(STR), "augmentation": STR,
+              "mirror": MIRROR, "data_on": OneOf("device", "host", "disk"),
               "device": STR, "precision": STR, "torch": STR, "finished": STR,
-              "world_size": COUNT, "sync_bn": BOOL})
+              "world_size": COUNT, "sync_bn": BOOL, "system": Obj()})
 
 # The config fields written since the first version: a config.json without one of them was not
 # written by any lab. Later fields may be missing (an older run) and take their defaults.

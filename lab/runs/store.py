@@ -10,6 +10,7 @@ never half of one. Readers tolerate a run that is still being written: a torn la
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.config import RunConfig
-from lab.errors import ConfigError, DataError, LabError, NotFoundError
+from lab.errors import ConfigError, DataError, LabError, NotFoundError, StorageError
 from lab.runs.schema import State, check_config, check_event, check_result, check_status
 from lab.shapes import MAX_DEPTH, too_deep
 
@@ -301,15 +302,17 @@ def pid_alive(pid: Any, host: Any = None, started: Any = None) -> bool:
 
 
 def validate_run_ref(ref: str) -> str:
-    if not RUN_ID_RE.match(ref) or ".." in ref:
-        raise ConfigError(f"{ref!r} is not a run id (letters, digits, '-', '_', '.'; no paths)")
+    if not isinstance(ref, str) or not RUN_ID_RE.fullmatch(ref) or ".." in ref:
+        hint = "that is a job: see `lab watch` or `lab queue`" \
+            if isinstance(ref, str) and ref.startswith("#") else None
+        raise ConfigError(f"{ref!r} is not a run id (letters, digits, '-', '_', '.'; no paths)",
+                          hint=hint)
     return ref
 
 
 def new_run(runs_dir: Path, config: RunConfig) -> RunDir:
     """Create `runs/<id>/` with its config; the id sorts by creation time and never collides."""
-    runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir = writable_dir(Path(runs_dir))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for _ in range(100):
         run_id = f"{stamp}-{config.label.lower()}-{secrets.token_hex(2)}"
@@ -338,28 +341,117 @@ def list_runs(runs_dir: Path) -> list[RunDir]:
     return sorted(runs, key=lambda r: r.id, reverse=True)
 
 
+# A name as the console's list shows it: "L3 145d" (level, end of the id), "run 145d" (no level).
+_LABEL_RE = re.compile(
+    r"(?:[Ll](?P<level>[0-9]{1,3})|run|custom)[ \t_-]+(?P<tail>[A-Za-z0-9]{1,32})")
+_SHOWN_MATCHES = 6  # candidates named in an "ambiguous" error
+
+
 def resolve_run(runs_dir: Path, ref: str) -> RunDir:
-    """A run by id, unique id prefix, or `latest`; ids with path parts are refused."""
-    validate_run_ref(ref)
+    """A run by id, `latest`, a unique prefix or suffix of its id (any case), or the name the
+    console shows for it (`L3 145d`, `l3-145d`, `run 145d`). Ids with path parts are refused;
+    a ref that fits several runs is a one-line error naming them."""
+    text = ref.strip()
+    label = _LABEL_RE.fullmatch(text)
+    if label is None:
+        validate_run_ref(text)
     runs = list_runs(runs_dir)
-    if ref == "latest":
-        if not runs:
-            raise NotFoundError(f"no runs in {runs_dir}", hint="start one with `lab run --level 1`")
+    if not runs:
+        why = runs_dir_problem(runs_dir) or f"no runs in {runs_dir}"
+        raise NotFoundError(f"no run {text!r}: {why}",
+                            hint="start one with `lab run --level 1`, or give --runs-dir")
+    if text == "latest":
         return runs[0]
-    exact = [r for r in runs if r.id == ref]
+    exact = [r for r in runs if r.id == text]
     if exact:
         return exact[0]
-    matches = [r for r in runs if r.id.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise ConfigError(f"run {ref!r} is ambiguous: {', '.join(r.id for r in matches[:4])} ...")
-    raise NotFoundError(f"no run {ref!r} in {runs_dir}", hint="see `lab runs`")
+    found = {r.id: r for r in _matching(runs, text, label)}
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if found:
+        ids = sorted(found)
+        more = f" and {len(ids) - _SHOWN_MATCHES} more" if len(ids) > _SHOWN_MATCHES else ""
+        raise ConfigError(f"run {text!r} is ambiguous: it matches "
+                          f"{', '.join(ids[:_SHOWN_MATCHES])}{more}", hint="give more of the id")
+    raise NotFoundError(f"no run {text!r} in {runs_dir}", hint="see `lab runs`")
 
 
-def summarize(run: RunDir) -> dict[str, Any]:
-    """One row for lists (CLI table, TUI list); a corrupt record marks that run, not the list."""
+def _matching(runs: list[RunDir], text: str, label: re.Match[str] | None) -> list[RunDir]:
+    """Runs whose id starts or ends with `text`, or that the console would call `text`."""
+    key = text.lower()
+    found = [r for r in runs if r.id.lower().startswith(key) or r.id.lower().endswith(key)]
+    if label is not None:
+        tail, level = label["tail"].lower(), label["level"]
+        found += [r for r in runs if r.id.lower().endswith(tail)
+                  and _level_of(r) == (int(level) if level else None)]
+    return found
+
+
+def _level_of(run: RunDir) -> int | None:
+    """The run's level from its config, or from its id (`...-l3-145d`) when that is corrupt."""
+    try:
+        return run.config().level
+    except (LabError, OSError):
+        match = re.search(r"-l([0-9]+)-[^-]*$", run.id)
+        return int(match[1]) if match else None
+
+
+def runs_dir_problem(runs_dir: Path) -> str | None:
+    """Why `runs_dir` cannot be read as a runs directory (missing, or not a directory), or
+    None: a reader shows it as a warning instead of an empty list that looks like no runs."""
+    path = Path(runs_dir)
+    if not path.exists():
+        return f"runs directory {path} does not exist"
+    if not path.is_dir():
+        return f"runs directory {path} is not a directory"
+    return None
+
+
+def writable_dir(path: Path, what: str = "runs directory") -> Path:
+    """Create `path` (with its parents) after checking that it can be written: a StorageError
+    naming the directory and the problem (not a directory, read-only file system, permission
+    denied) instead of whatever the first write deep inside would say."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    where = f"{what} {path}" if probe == path else f"cannot create {what} {path}: {probe}"
+    if not probe.is_dir():
+        raise StorageError(f"{where} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise StorageError(f"{where} is on a read-only file system" if _read_only_fs(probe)
+                           else f"{where} is not writable (permission denied)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def disk_bytes(path: Path) -> int:
+    """The bytes of every file under `path` (what `lab runs` shows and pruning frees); files
+    that vanish while it counts (a checkpoint being replaced) are skipped."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, name), follow_symlinks=False).st_size
+    return total
+
+
+def summarize(run: RunDir, disk: bool = False) -> dict[str, Any]:
+    """One row for lists (CLI table, TUI list); a corrupt record marks that run, not the list.
+    `disk` adds `disk_bytes` (a walk of the run's files: `lab runs` asks, the console not)."""
     row: dict[str, Any] = {"run_id": run.id}
+    if disk:
+        row["disk_bytes"] = disk_bytes(run.path)
     try:
         config = run.config()
         status = run.status()
@@ -373,5 +465,6 @@ def summarize(run: RunDir) -> dict[str, Any]:
         val_acc=epochs[-1].get("val_acc") if epochs else None,
         test_acc=result.get("test_acc"), error=status.get("error"),
         created=status.get("created"), updated=status.get("updated"),
+        pruned=status.get("pruned"),
     )
     return row

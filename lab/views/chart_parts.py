@@ -8,8 +8,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import plotext as plt
-
 # Below this size plotext still draws but the result is unreadable; a short note is more honest.
 MIN_WIDTH = 16
 MIN_HEIGHT = 4
@@ -74,6 +72,8 @@ def new_figure(width: int, height: int) -> Any:
     stops plotext from shrinking the chart to the size of whatever terminal (or pipe) the
     process happens to run in.
     """
+    import plotext as plt  # here, not at the top: the console's first screen draws no chart
+
     if not (hasattr(plt, "terminal") and hasattr(plt, "figure")):
         found = getattr(plt, "__version__", "?")
         raise RuntimeError(f"lab.views.charts needs plotext >= 6.1 (figure/terminal API), "
@@ -102,6 +102,8 @@ def draw_series(
     show_points: bool,
 ) -> None:
     """One connected line, plus a marker per point when they are few enough to read."""
+    import plotext as plt
+
     rgb = plotext_color(colour)
     line = plot.signal(list(xs), list(ys), marker=plt.marker(style.line, pixel=plt.pixel(rgb)))
     line.lines()
@@ -109,6 +111,44 @@ def draw_series(
     if show_points or len(xs) == 1:
         dots = plot.signal(list(xs), list(ys), marker=plt.marker(style.point, pixel=plt.pixel(rgb)))
         plot.draw(dots)
+
+
+def band_edges(band: Iterable[Sequence[Any]]) -> tuple[list[tuple[float, float]],
+                                                        list[tuple[float, float]]]:
+    """The (x, y) points of a band's lower and upper edge, in x order, non-numbers dropped."""
+    rows = sorted((x, lo, hi) for x, lo, hi in ((num(b[0]), num(b[1]), num(b[2])) for b in band)
+                  if x is not None and lo is not None and hi is not None)
+    return [(x, lo) for x, lo, _ in rows], [(x, hi) for x, _, hi in rows]
+
+
+def draw_band(plot: Any, low: Sequence[tuple[float, float]],
+              high: Sequence[tuple[float, float]], colour: str) -> None:
+    """A band as its two edges (thin lines) and a bar from low to high at each point, in a
+    dimmer shade of ``colour``; drawn before the series so the series stays on top."""
+    import plotext as plt
+
+    if not low:
+        return
+    shade = plt.pixel(plotext_color(dim_color(colour)))
+    xs = [x for x, _ in high]
+    for edge in (low, high):
+        line = plot.signal(xs, [y for _, y in edge], marker=plt.marker("·", pixel=shade))
+        line.lines()
+        plot.draw(line)
+    bars = plot.signal(xs, [y for _, y in high], marker=plt.marker("·", pixel=shade))
+    for i, (x, y) in enumerate(low):
+        bars._set_fill_point(i, x, y, plt.marker("·", pixel=shade))
+    plot.draw(bars)
+
+
+def dim_color(colour: str, share: float = 0.45) -> str:
+    """``colour`` ("#rrggbb") moved ``share`` of the way to mid grey: the same hue, quieter on
+    a dark and on a light background alike."""
+    rgb = plotext_color(colour)
+    if isinstance(rgb, str):  # a plotext colour name: its plain (not "+") variant
+        return rgb.rstrip("+")
+    mixed = (round(c + (128 - c) * share) for c in rgb)
+    return "#" + "".join(f"{c:02x}" for c in mixed)
 
 
 def point_budget(panel_width: int) -> int:
@@ -151,6 +191,109 @@ def nice_ticks(lo: float, hi: float, max_ticks: int, *, integer: bool = False) -
         step *= 10
 
 
+@dataclass(frozen=True)
+class EvenAxis:
+    """Axis limits and ticks that put every tick the same number of cells from the next."""
+
+    lo: float
+    hi: float
+    ticks: list[float]
+    labels: list[str]
+
+
+def even_axis(lo: float, hi: float, cells: int, min_gap: int, *,
+              integer: bool = False, inside: bool = False) -> EvenAxis | None:
+    """Ticks at multiples of a 1-2-5 step, ``gap`` cells apart, on an axis ``cells`` long.
+
+    plotext puts a value at cell ``round((v - lo) / (hi - lo) * (cells - 1))``, so ticks at
+    even values land on uneven cells (rows 0, 2, 3, 4, 6) unless one cell is worth exactly
+    ``step / gap``: the limits are widened to multiples of that, just enough to hold the data.
+    The finest step whose ticks are ``min_gap`` apart or more wins unless it leaves more than
+    a quarter of the axis empty; then, of the first few, the one that wastes least. None when the
+    axis is too short or the data has no span. ``inside``: ticks only where there is data (no
+    epoch 6 under a run of 5).
+    """
+    span = hi - lo
+    if cells < 2 or span <= 0 or not math.isfinite(span):
+        return None
+    per_cell = span / (cells - 1)  # the least a cell can be worth: the data fills the axis
+    step = 10.0 ** math.floor(math.log10(per_cell * min_gap))
+    best: tuple[float, EvenAxis] | None = None
+    tried = 0
+    while tried < 3 and step <= span * 10:
+        for mult in (1, 2, 5):
+            s = step * mult
+            if integer and s < 1:
+                continue
+            found = _place(lo, hi, cells, min_gap, s, per_cell, inside)
+            if found is None:
+                continue
+            tried += 1
+            axis_lo, axis_hi, ticks = found
+            waste = (axis_hi - axis_lo - span) / (axis_hi - axis_lo)
+            labels = [fmt_int(t) if integer else fmt_tick(t, ticks) for t in ticks]
+            if best is None or waste < best[0] - 1e-9:
+                best = (waste, EvenAxis(axis_lo, axis_hi, ticks, labels))
+            if waste <= 0.25:
+                return best[1]
+        step *= 10
+    return best[1] if best else None
+
+
+def _place(lo: float, hi: float, cells: int, min_gap: int, s: float, per_cell: float,
+           inside: bool) -> tuple[float, float, list[float]] | None:
+    """Axis limits for ticks every ``s``: the most cells between ticks (the finest cell) whose
+    axis holds the data and shows two ticks or more. A tick falls on a cell only every ``gap``
+    cells, so the axis may start up to ``gap - 1`` cells lower to bring a second tick in."""
+    for gap in range(min(cells - 1, math.floor(s / per_cell + 1e-9)), min_gap - 1, -1):
+        unit = s / gap
+        base = math.floor(lo / unit + 1e-9)
+        for first in range(base, base - gap, -1):
+            if (first + cells - 1) * unit < hi - 1e-9 * abs(hi):
+                break  # starting lower only loses more of the top
+            axis_lo, axis_hi = first * unit, (first + cells - 1) * unit
+            tick_lo, tick_hi = (lo, hi) if inside else (axis_lo, axis_hi)
+            k0, k1 = math.ceil(tick_lo / s - 1e-9), math.floor(tick_hi / s + 1e-9)
+            if k1 > k0:
+                return axis_lo, axis_hi, [round(k * s, 12) for k in range(k0, k1 + 1)]
+    return None
+
+
+def set_even_ticks(plot: Any, xs: Sequence[float], ys: Sequence[float], width: int,
+                   rows: int) -> None:
+    """Evenly spaced ticks on both axes of one plot ``width`` columns wide with ``rows`` rows
+    of plot area; where an axis cannot have them (no span, too small) plotext's own rules.
+    Integer x values (epochs, steps) get integer ticks."""
+    y_axis = even_axis(min(ys), max(ys), rows, 2 if rows >= 5 else 1) if ys else None
+    if y_axis is None:
+        pad_degenerate_y(plot, ys)
+    else:
+        plot.ruler("y").lim(y_axis.lo, y_axis.hi)
+        plot.ruler("y").ticks(y_axis.ticks, y_axis.labels)
+    integer = all(float(x).is_integer() for x in xs)
+    x_axis = None
+    if y_axis is not None and integer:  # the plot area's width needs the y labels' width
+        cells = width - max(len(label) for label in y_axis.labels) - 2
+        label = max(len(fmt_int(min(xs))), len(fmt_int(max(xs))))
+        for inside, gap in ((True, label + 2), (False, label + 2), (False, label + 1)):
+            x_axis = even_axis(min(xs), max(xs), cells, gap, integer=True, inside=inside)
+            if x_axis is not None:  # the roomiest that fits: ticks under the data first
+                break
+    if x_axis is not None:
+        plot.ruler("x").lim(x_axis.lo, x_axis.hi)
+        plot.ruler("x").ticks(x_axis.ticks, x_axis.labels)
+    elif integer:
+        set_x_ticks(plot, xs, width)
+    elif max(xs) == min(xs):
+        plot.ruler("x").lim(xs[0] - 1, xs[0] + 1)
+
+
+def plot_rows(height: int, title: bool, xlabel: bool) -> int:
+    """Rows of plot area in a plotext plot ``height`` rows tall: less the title, the x label,
+    the frame's two lines and the row of x ticks."""
+    return height - int(title) - int(xlabel) - 3
+
+
 def fmt_tick(v: float, ticks: Sequence[float]) -> str:
     """Tick label with just the decimals the tick spacing needs."""
     if all(float(t).is_integer() for t in ticks):
@@ -179,6 +322,8 @@ def legend_rows(
     plotext's in-canvas legend box covers the data in the top-left corner and overflows
     small panels, so the legend lives outside the canvas instead.
     """
+    import plotext as plt
+
     items: list[tuple[str, int]] = []  # (rendered text, visible width)
     for style, colour, label in entries:
         sample = f"{style.glyph}{style.point}{style.glyph}" if show_points else style.glyph * 2

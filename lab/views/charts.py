@@ -53,6 +53,9 @@ _STYLES: tuple[cp.Style, ...] = (
 )
 
 
+_BAND_STYLE = cp.Style("·", "·", "·")
+BAND_LABEL = "band: min–max of the runs"
+
 # --------------------------------------------------------------------------- public helpers
 
 
@@ -110,7 +113,7 @@ def epoch_chart(
                 data[col, name] = pts
     present = [n for n in ("train", "val") if any(name == n for _, name in data)]
 
-    panel_width = width // 2
+    panel_width = width // 2  # plotext's split: the second panel takes the odd column
     show_points = len(xs) <= cp.point_budget(panel_width)
     with _LOCK:
         legend = [(styles[n], colours[n], n) for n in present]
@@ -120,6 +123,7 @@ def epoch_chart(
         fig = cp.new_figure(width, plot_height)
         fig.subplots(1, 2)
         fig.theme("simple")  # after subplots(): the theme only reaches panels that exist
+        rows = cp.plot_rows(plot_height, True, plot_height >= _AXIS_LABEL_MIN_HEIGHT)
         for col, (title, series, _) in enumerate(panels, start=1):
             panel = fig.subplot(1, col)
             panel.title(title)
@@ -132,8 +136,8 @@ def epoch_chart(
                     px, py = zip(*pts, strict=True)
                     cp.draw_series(panel, px, py, styles[name], colours[name], show_points)
                     all_ys.extend(py)
-            cp.set_x_ticks(panel, xs, panel_width)
-            cp.pad_degenerate_y(panel, all_ys)
+            cp.set_even_ticks(panel, xs, all_ys, width - panel_width if col == 2 else
+                              panel_width, rows)
         text = cp.render(fig, color)
     return cp.join(text, legend_rows)
 
@@ -172,8 +176,54 @@ def step_chart(
         if height >= _AXIS_LABEL_MIN_HEIGHT:
             fig.label("step", axis="x")
         cp.draw_series(fig, xs, ys, _STYLES[0], PALETTE[0], show_points=len(xs) == 1)
-        cp.set_x_ticks(fig, xs, width)
-        cp.pad_degenerate_y(fig, ys)
+        rows = cp.plot_rows(height, True, height >= _AXIS_LABEL_MIN_HEIGHT)
+        cp.set_even_ticks(fig, xs, ys, width, rows)
+        return cp.render(fig, color)
+
+
+def system_chart(
+    samples: list[dict],
+    *,
+    width: int = 100,
+    height: int = 8,
+    color: bool = True,
+    max_points: int = 2000,
+) -> str:
+    """A run's system samples (system.jsonl) over its minutes: the process's CPU use and, when
+    NVML sampled it, the GPU's utilisation, both in percent; the latest memory in the title."""
+    series = []
+    for key, name in (("cpu_percent", "CPU %"), ("gpu_util", "GPU %")):
+        pts = sorted(((x / 60, v) for s in samples
+                      if (x := cp.num(s.get("elapsed"))) is not None
+                      and (v := cp.num(s.get(key))) is not None), key=lambda p: p[0])
+        if pts:
+            series.append((name, downsample(pts, max_points)))
+    if not series:
+        return cp.fit_line("no system samples", width)
+    if width < cp.MIN_WIDTH or height < cp.MIN_HEIGHT:
+        return cp.too_small(width)
+    last = samples[-1]
+    memory = [f"RSS {last['rss'] / 2**30:.1f} GiB"] if cp.num(last.get("rss")) else []
+    if cp.num(last.get("gpu_mem")) is not None:
+        memory.append(f"GPU mem {last['gpu_mem'] / 2**30:.1f} GiB")
+    with _LOCK:
+        fig = cp.new_figure(width, height)
+        fig.theme("simple")
+        hues = ("blue", "orange")  # PALETTE[0], PALETTE[1]
+        names = [f"{name} ({hues[i]})" if color else name
+                 for i, (name, _) in enumerate(series)]
+        fig.title(" · ".join([*names, *memory]))
+        if height >= _AXIS_LABEL_MIN_HEIGHT:
+            fig.label("minutes", axis="x")
+        xs_all, ys_all = [], []
+        for i, (_name, pts) in enumerate(series):
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            cp.draw_series(fig, xs, ys, _STYLES[i % len(_STYLES)], PALETTE[i % len(PALETTE)],
+                           show_points=len(xs) == 1)
+            xs_all += xs
+            ys_all += ys
+        rows = cp.plot_rows(height, True, height >= _AXIS_LABEL_MIN_HEIGHT)
+        cp.set_even_ticks(fig, xs_all, ys_all, width, rows)
         return cp.render(fig, color)
 
 
@@ -187,12 +237,17 @@ def overlay_chart(
     color: bool = True,
     colors: dict[str, str] | None = None,
     xlabel: str | None = None,
+    bands: dict[str, list[tuple[float, float, float]]] | None = None,
 ) -> str:
     """Several runs on shared axes, e.g. validation accuracy of Level 1, 2 and 3 per epoch.
 
     Each name keeps its colour across charts and sessions (``series_color``) unless ``colors``
-    says otherwise, so a run is recognisable at a glance wherever it appears.
+    says otherwise, so a run is recognisable at a glance wherever it appears. ``bands`` gives
+    a series (a group's mean) a band, (x, low, high) per point: plotext cannot fill between
+    two lines, so the band is its two edges and a bar at each point, in a dimmer shade of the
+    series' colour, under the series itself.
     """
+    bands = bands or {}
     cleaned: list[tuple[str, list[tuple[float, float]]]] = []
     for name, points in series.items():
         pts = sorted(
@@ -213,10 +268,14 @@ def overlay_chart(
     picked = {name: cp.pick_color(name, colors) for name, _ in cleaned}
     styles = {name: _STYLES[i % len(_STYLES)] for i, (name, _) in enumerate(cleaned)}
     show_points = max(len(p) for _, p in cleaned) <= cp.point_budget(width)
+    edges = {name: cp.band_edges(bands[name]) for name, _ in cleaned if bands.get(name)}
     all_x = [x for _, pts in cleaned for x, _ in pts]
-    all_y = [y for _, pts in cleaned for _, y in pts]
+    all_y = [y for _, pts in cleaned for _, y in pts] + \
+        [y for low, high in edges.values() for _, y in low + high]
     with _LOCK:
         legend = [(styles[n], picked[n], n) for n, _ in cleaned]
+        if edges:
+            legend.append((_BAND_STYLE, cp.dim_color(picked[next(iter(edges))]), BAND_LABEL))
         plot_height, legend_rows = cp.split_height(
             height, cp.legend_rows(legend, width, color, show_points)
         )
@@ -225,14 +284,14 @@ def overlay_chart(
         fig.title(f"{title} [{ylabel}]" if ylabel else title)
         if xlabel and plot_height >= _AXIS_LABEL_MIN_HEIGHT:
             fig.label(xlabel, axis="x")
+        for name, (low, high) in edges.items():
+            cp.draw_band(fig, low, high, picked[name])
         for name, pts in cleaned:
             px, py = zip(*pts, strict=True)
             cp.draw_series(fig, px, py, styles[name], picked[name], show_points)
-        if all(float(x).is_integer() for x in all_x):
-            cp.set_x_ticks(fig, all_x, width)
-        elif max(all_x) == min(all_x):
-            fig.ruler("x").lim(all_x[0] - 1, all_x[0] + 1)
-        cp.pad_degenerate_y(fig, all_y)
+        rows = cp.plot_rows(plot_height, True, bool(xlabel) and
+                            plot_height >= _AXIS_LABEL_MIN_HEIGHT)
+        cp.set_even_ticks(fig, all_x, all_y, width, rows)
         text = cp.render(fig, color)
     return cp.join(text, legend_rows)
 

@@ -1,4 +1,5 @@
-"""PNG figures for the Markdown report: accuracy bars, training curves, confusion heatmaps.
+"""PNG figures for the Markdown report: accuracy bars (with error bars for a study), training
+curves (mean with a band for a study), confusion heatmaps.
 
 Figures are built on `matplotlib.figure.Figure` objects directly, never through pyplot: pyplot
 keeps every figure in a global registry (a leak unless each one is closed) and is not safe to call
@@ -70,6 +71,79 @@ def accuracy_bar_figure(labels: Sequence[str], accuracies: Sequence[float | None
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Test accuracy")
     ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def study_accuracy_figure(labels: Sequence[str], means: Sequence[float],
+                          intervals: Sequence[tuple[float | None, float | None]],
+                          runs: Sequence[Sequence[float]]) -> Figure:
+    """Mean test accuracy per configuration as bars with their 95% interval as black error bars
+    (cut to 0-100%; none where a configuration has one run) and each run as a dot (fractions
+    in, percent drawn), so the spread behind every mean is in sight."""
+    import textwrap
+
+    n = len(labels)
+    names = [textwrap.fill(str(label), 18, break_long_words=False, break_on_hyphens=False)
+             for label in labels]  # a sweep's labels run long
+    fig = Figure(figsize=(max(4.5, 1.6 * n + 2.0), 4.2 + 0.15 * max(
+        [name.count("\n") for name in names] + [0])), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(n)
+    ax.bar(x, [100 * m for m in means], color=[color(i) for i in range(n)], width=0.6,
+           alpha=0.85)
+    # an accuracy cannot leave [0, 1]; a few runs' t interval can, and is drawn cut to it
+    bounded = {i: (max(0.0, lo), min(1.0, hi)) for i, (lo, hi) in enumerate(intervals)
+               if lo is not None and hi is not None}
+    if bounded:
+        ax.errorbar([x[i] for i in bounded], [100 * means[i] for i in bounded],
+                    yerr=[[100 * (means[i] - lo) for i, (lo, _) in bounded.items()],
+                          [100 * (hi - means[i]) for i, (_, hi) in bounded.items()]],
+                    fmt="none", ecolor="black", elinewidth=2, capsize=8, capthick=2, zorder=3,
+                    label="95% interval of the mean")
+    top = 100.0
+    for i, values in enumerate(runs):
+        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
+        ax.scatter(x[i] + np.asarray(jitter), [100 * v for v in values], s=14, color="white",
+                   edgecolors="black", linewidths=0.8, zorder=4,
+                   label="one run" if i == 0 else None)
+        peak = 100 * max([bounded.get(i, (0.0, means[i]))[1], means[i], *values])
+        ax.annotate(f"{100 * means[i]:.2f}%", (x[i], peak), xytext=(0, 4),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=9)
+        top = max(top, peak)
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylim(0, top + 8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy per configuration")
+    ax.grid(axis="y", alpha=0.3)
+    if n:
+        fig.legend(loc="outside lower center", fontsize=8, frameon=False, ncols=2)
+    return fig
+
+
+def band_curves_figure(series: Mapping[str, Sequence[dict[str, Any]]],
+                       ylabel: str = "validation accuracy (%)") -> Figure:
+    """Per configuration the mean curve over its runs with a min-max band (the rows of
+    `lab.views.bands.epoch_bands`: epoch, mean, min, max; fractions in, percent drawn)."""
+    fig = Figure(figsize=(7.0, 4.2), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    max_epoch = 1
+    for i, (label, bands) in enumerate(series.items()):
+        if not bands:
+            continue
+        xs = [b["epoch"] for b in bands]
+        ax.fill_between(xs, [100 * b["min"] for b in bands], [100 * b["max"] for b in bands],
+                        color=color(i), alpha=0.25, linewidth=0)
+        ax.plot(xs, [100 * b["mean"] for b in bands], "o-", color=color(i), markersize=4,
+                label=f"{label} (n={max(b['n'] for b in bands)})")
+        max_epoch = max(max_epoch, max(xs))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title("Mean over runs, band: min to max")
+    ax.set_xlim(0.5, max_epoch + 0.5)
+    _integer_epochs(ax, max_epoch)
+    ax.grid(alpha=0.3)
+    if any(series.values()):
+        ax.legend(fontsize=8, loc="lower right")
     return fig
 
 

@@ -20,6 +20,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from lab.views.sizes import bytes_text
+
 
 class ProgressPrinter:
     def __init__(self, console: Console | None, label: str, quiet: bool = False,
@@ -59,7 +61,7 @@ class ProgressPrinter:
             split = event.get("split", {})
             self._line(f"{self.label}: {split.get('train')} train / {split.get('val')} val / "
                        f"{split.get('test')} test images on {event['device']} "
-                       f"({event['precision']})")
+                       f"({event['precision']})" + _data_on(event))
             for note in event.get("notes", []):
                 self._line(f"{self.label}: note: {note}")
         elif kind == "resume":
@@ -79,8 +81,12 @@ class ProgressPrinter:
                 f"val loss {event['val_loss']:.4f} acc {100 * event['val_acc']:.2f}%  "
                 f"{event['images_per_s']:,.0f} img/s  {event['seconds']:.1f}s")
         elif kind == "gradcam":
-            self._line(f"{self.label} Grad-CAM gallery: {event['count']} images "
-                       f"(lab gradcam show RUN)")
+            self._line(gradcam_line(self.label, event))
+        elif kind == "stopped":
+            self._line(f"{self.label} stopped before epoch {event['epoch']}: {event['reason']}")
+        elif kind == "pruned":
+            self._line(f"{self.label} pruned: resume checkpoints removed, "
+                       f"{bytes_text(event['freed_bytes'])} freed")
         elif kind == "test":
             self._line(f"{self.label} test accuracy {100 * event['test_acc']:.2f}%  "
                        f"(loss {event['test_loss']:.4f})")
@@ -107,3 +113,19 @@ class ProgressPrinter:
             self.progress.console.print(text, markup=False, highlight=False)
         else:
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def gradcam_line(label: str, event: dict[str, Any]) -> str:
+    """The end-of-run gallery's line, with the command that shows it for this very run."""
+    layer = f" on {event['layer']}" if event.get("layer") else ""
+    see = f" (see it: lab gradcam show {event['run']})" if event.get("run") else ""
+    return f"{label} Grad-CAM gallery: {event['count']} images{layer}{see}"
+
+
+def _data_on(event: dict[str, Any]) -> str:
+    """Where the images wait, on the run's first line (absent from older start events)."""
+    mode = event.get("data_on")
+    if not mode:
+        return ""
+    reason = event.get("data_on_reason")
+    return f", data on {mode}" + (f" ({reason})" if reason else "")

@@ -17,15 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from lab.config import RunConfig
-from lab.errors import ConfigError, DataError, NotFoundError
-from lab.explain.index import read_galleries, read_gallery
+from lab.errors import ConfigError, NotFoundError
 from lab.levels import LEVELS
 from lab.runs import (
     RunDir,
     now_iso,
     resolve_run,
 )
-from lab.views.compare import comparison, latest_finished_by_level, model_name
+from lab.views.compare import (
+    comparison,
+    comparison_notes,
+    latest_finished_by_level,
+    model_name,
+)
+from lab.views.markdown import cell as _cell
+from lab.views.markdown import gradcam_section
+from lab.views.markdown import pct as _pct
 
 MARKER = ".lab-report"  # marks a folder `lab report` wrote, so only such a folder is replaced
 
@@ -40,18 +47,34 @@ class _Run:
 
 
 def write_report(runs_dir: Path, refs: list[str] | None = None,
-                 out_dir: Path | None = None) -> dict[str, Any]:
+                 out_dir: Path | None = None, study: str | None = None) -> dict[str, Any]:
     """Write `report.md` and its figures into `out_dir` (default `<runs_dir>/report`).
 
     Everything is built in a temp folder and only then put in place, so a failure or a signal
     leaves any older report untouched and never half a folder (nor the temp folder). An older
     report (a folder holding the marker) is replaced whole by a rename; an empty folder that lab
     did not make is filled in place, so it keeps its own mode and owner; any other folder is
-    refused. Returns the paths.
+    refused. `study` names a study to report instead of single runs
+    (`lab.views.study_report`). Returns the paths.
     """
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
-    runs = _load_runs(runs_dir, refs)
+    if study is not None:
+        if refs:
+            raise ConfigError("name runs or --study, not both")
+        from lab.views.study_report import build_study, load_study
+
+        loaded = load_study(runs_dir, study)
+        run_ids = loaded.run_ids
+
+        def body(root: Path, save: Any) -> list[str]:
+            return build_study(runs_dir, loaded, root, save)
+    else:
+        runs = _load_runs(runs_dir, refs)
+        run_ids = [r.run.id for r in runs]
+
+        def body(root: Path, save: Any) -> list[str]:
+            return _build(runs_dir, runs, root, save)
     in_place = _check_replaceable(out_dir)
     if in_place:  # built inside the folder: same file system, and only its permission needed
         tmp = out_dir / f"{MARKER}.tmp-{secrets.token_hex(4)}"
@@ -60,8 +83,8 @@ def write_report(runs_dir: Path, refs: list[str] | None = None,
         tmp = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
     try:
         tmp.mkdir()  # not mkdtemp: its 0700 would make the report private to this user
-        figures = _build(runs_dir, runs, tmp)
-        marker = {"created": now_iso(), "runs": [r.run.id for r in runs]}
+        figures = _render(tmp, body)
+        marker = {"created": now_iso(), "runs": run_ids, "study": study}
         (tmp / MARKER).write_text(json.dumps(marker) + "\n")
         if in_place:
             _move_into(tmp, out_dir)
@@ -75,7 +98,7 @@ def write_report(runs_dir: Path, refs: list[str] | None = None,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"report": str(out_dir / "report.md"), "dir": str(out_dir),
-            "runs": [r.run.id for r in runs], "figures": [str(out_dir / f) for f in figures]}
+            "runs": run_ids, "study": study, "figures": [str(out_dir / f) for f in figures]}
 
 
 def _load_runs(runs_dir: Path, refs: list[str] | None) -> list[_Run]:
@@ -140,8 +163,9 @@ def _move_into(tmp: Path, out_dir: Path) -> None:
         raise
 
 
-def _build(runs_dir: Path, runs: list[_Run], root: Path) -> list[str]:
-    """Render the figures and the Markdown into `root`; returns the figure paths (relative)."""
+def _render(root: Path, body: Any) -> list[str]:
+    """Write `root/report.md` from `body(root, save)` (its Markdown lines; `save` puts a figure
+    in `root/figures`); returns the figure paths (relative)."""
     from lab.views import figures as fg
 
     (root / "figures").mkdir()
@@ -149,6 +173,15 @@ def _build(runs_dir: Path, runs: list[_Run], root: Path) -> list[str]:
     def save(fig: Any, name: str) -> str:
         fg.save(fig, root / "figures" / name)
         return f"figures/{name}"
+
+    md = body(root, save)
+    (root / "report.md").write_text("\n".join(md).rstrip() + "\n", encoding="utf-8")
+    return sorted(f"figures/{p.name}" for p in (root / "figures").iterdir())
+
+
+def _build(runs_dir: Path, runs: list[_Run], root: Path, save: Any) -> list[str]:
+    """The Markdown of single runs (figures through `save`)."""
+    from lab.views import figures as fg
 
     rows = comparison(runs_dir, [r.run.id for r in runs])
     by_id = {r.run.id: r for r in runs}
@@ -170,8 +203,7 @@ def _build(runs_dir: Path, runs: list[_Run], root: Path) -> list[str]:
         md += ["No epoch was recorded in these runs' `metrics.jsonl`.", ""]
     for r in runs:
         md += _run_section(r, save, root)
-    (root / "report.md").write_text("\n".join(md).rstrip() + "\n", encoding="utf-8")
-    return sorted(f"figures/{p.name}" for p in (root / "figures").iterdir())
+    return md
 
 
 def _title(runs: list[_Run]) -> str:
@@ -214,12 +246,13 @@ def _comparison_table(rows: list[dict[str, Any]]) -> list[str]:
     base = next((r["run_id"] for r in rows if r["level"] == 1 and r["test_acc"] is not None), None)
     note = (f"Δ vs L1: percentage points against the Level 1 run `{base}`." if base else
             "Δ vs L1: no finished Level 1 run in this report, so no change is shown.")
-    return md + ["", note + " Study: the seed's CIFAR-10 result at 224×224."]
+    notes = " ".join(f"{n[0].upper()}{n[1:]}." for n in comparison_notes(rows))
+    return md + ["", f"{note} {notes}".rstrip()]
 
 
 def _run_section(r: _Run, save: Any, root: Path) -> list[str]:
     from lab.views import figures as fg
-    from lab.views.states import weakest_classes
+    from lab.views.states import WEAK_GAP, weakest_classes
 
     c, res, rid = r.config, r.result, r.run.id
     heading = f"Level {c.level} ({LEVELS[c.level].title})" if c.level in LEVELS else "Custom run"
@@ -240,8 +273,11 @@ def _run_section(r: _Run, save: Any, root: Path) -> list[str]:
         total = sum(int(row["support"]) for row in res["per_class"])
         md.append(f"| *macro average* | {macro['precision']:.3f} | {macro['recall']:.3f} | "
                   f"{macro['f1']:.3f} | {total} | |")
-    md += ["", f"Weakest classes (lowest F1): {', '.join(map(str, weakest))}.", "",
-           "### Confusion matrix", ""]
+    weak_line = (f"Weak classes (F1 clearly below the median class): "
+                 f"{', '.join(_cell(c) for c in weakest)}." if weakest else
+                 "No class is clearly below the rest (F1 under the median class by more than "
+                 f"{WEAK_GAP:.2f} or twice the median deviation).")
+    md += ["", weak_line, "", "### Confusion matrix", ""]
     fig = fg.confusion_figure(res["confusion"], res["classes"], title=f"Confusion: {r.label}")
     md += [f"![Confusion matrix (rows true, columns predicted)]"
            f"({save(fig, f'{rid}-confusion.png')})", "", "### Most-confused pairs", ""]
@@ -252,7 +288,7 @@ def _run_section(r: _Run, save: Any, root: Path) -> list[str]:
                f"{_pct(p['share'], 1)} |" for p in pairs]
     else:
         md.append("No test image was misclassified.")
-    return md + ["", "### Grad-CAM", "", *_gradcam_section(r, root), ""]
+    return md + ["", "### Grad-CAM", "", *gradcam_section(r.run, root), ""]
 
 
 def _essentials(r: _Run) -> list[str]:
@@ -275,75 +311,3 @@ def _essentials(r: _Run) -> list[str]:
           f"- **Result:** {outcome}"]
     md += [f"- **Note:** {_cell(note)}" for note in res.get("notes") or []]
     return md
-
-
-def _gradcam_section(r: _Run, root: Path) -> list[str]:
-    """The run's gallery grid, copied beside the report, with its captions as a table."""
-    base = r.run.path / "gradcam"
-    try:
-        galleries = read_galleries(base)
-    except DataError as exc:
-        return [f"Grad-CAM index unreadable: {_cell(str(exc))}."]
-    if not galleries:
-        try:
-            failed = r.run.status().get("gradcam_error")
-        except DataError:
-            failed = None
-        why = f": the end-of-run gallery failed ({_cell(failed)})" if failed else ""
-        return [f"No Grad-CAM gallery for this run{why} (make one with `lab gradcam RUN`)."]
-    gallery = next((g for g in galleries if g["name"] == "gradcam"), galleries[0])
-    name = gallery["name"]
-    if not gallery.get("grid"):
-        return [f"Grad-CAM gallery `{_cell(name)}` is empty: no test image matched it."]
-    grid = _inside(base, gallery["grid"])  # a string: the index's schema says so
-    if grid is None or not _is_png(grid):
-        return [f"Grad-CAM gallery `{_cell(name)}` has no readable grid image."]
-    rel = f"figures/{r.run.id}-gradcam-{name}.png"
-    shutil.copyfile(grid, root / rel)
-    try:
-        detail = read_gallery(base, name) or {}
-    except DataError:
-        detail = {}
-    items = detail.get("items") or []
-    method = gallery.get("method") or detail.get("method") or "?"
-    layer = gallery.get("layer") or detail.get("layer") or "?"
-    wrong = sum(1 for it in items if it.get("correct") is False)
-    md = [f"Gallery `{_cell(name)}`: {_cell(method)} on layer `{_cell(layer)}`, "
-          f"{len(items) or gallery.get('count', 0)}"
-          f" image(s)" + (f", {wrong} misclassified" if items else "") + ".", "",
-          f"![Grad-CAM gallery {name} of {r.run.id}]({rel})", ""]
-    if items:
-        md += ["| # | Caption | | Test image |", "|---:|---|---|---:|"]
-        for i, it in enumerate(items, 1):
-            text = it.get("caption") or _caption(it)
-            mark = "**wrong**" if it.get("correct") is False else "right"
-            md.append(f"| {i} | {_cell(text)} | {mark} | {it.get('test_index', '–')} |")
-    return md
-
-
-def _caption(item: dict[str, Any]) -> str:
-    conf = item.get("confidence")
-    return (f"true {item.get('true', '?')} · pred {item.get('predicted', '?')}"
-            + (f" · {_pct(conf, 0)}" if isinstance(conf, (int, float)) else ""))
-
-
-def _inside(base: Path, rel: str) -> Path | None:
-    """`base/rel` when it stays inside `base` (an index must not point anywhere else)."""
-    if not rel:
-        return None
-    path = (base / rel).resolve()
-    return path if path.is_relative_to(base.resolve()) and path.is_file() else None
-
-
-def _is_png(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(8) == b"\x89PNG\r\n\x1a\n"
-
-
-def _cell(value: Any) -> str:
-    """Text safe inside a Markdown table cell (class names come from folder names)."""
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _pct(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{100 * value:.{digits}f}%"

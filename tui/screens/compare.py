@@ -9,7 +9,6 @@ from typing import Any
 
 from rich import box
 from rich.console import Group
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -32,28 +31,55 @@ def run_label(row: dict[str, Any]) -> str:
     return f"L{level} {run_id[-4:]}" if level else f"run {run_id[-4:]}"
 
 
+# the columns of a level compared as a study group (`lab compare` shows the same)
+GROUP_COLUMNS = (("n", "right"), ("±", "right"), ("95% CI", "right"), ("p", "right"),
+                 ("", "left"))
+
+
 def comparison_table(rows: list[dict[str, Any]], wide: bool) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), expand=False)
+    """As `lab compare`: the study's column only for runs that repeat its setup, and a note
+    naming the setup fields in which the runs differ (`lab.views.compare.comparison_notes`).
+    Levels compared as study groups take the room of augmentation and weight decay for n, ±,
+    p and the verdict; the interval needs a wide screen too."""
+    from lab.views.compare import comparison_notes
+    from lab.views.study_compare import VERDICT_STYLE, group_cells
+
+    study = any(r["seed_acc"] is not None for r in rows)
+    grouped = any(r.get("group") for r in rows)
+    setup = wide and not grouped  # augmentation and weight decay
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), expand=False,
+                  caption_justify="left")
     for name, justify in (("L", "right"), ("run", "left"), ("model", "left"),
                           ("augmentation", "left"), ("WD", "right"), ("test acc", "right"),
-                          ("Δ vs L1", "right"), ("study", "right")):
-        if name in ("augmentation", "WD") and not wide:
+                          ("Δ vs L1", "right"), *GROUP_COLUMNS, ("study", "right")):
+        if (name in ("augmentation", "WD") and not setup) or (name == "study" and not study) \
+                or (not grouped and (name, justify) in GROUP_COLUMNS) \
+                or (name == "95% CI" and not wide):
             continue
-        table.add_column(name, justify=justify, no_wrap=name != "model")  # type: ignore[arg-type]
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=name not in ("model", ""), min_width=6 if name == "" else None)
     for r in rows:
         delta = r.get("delta_vs_l1")
         delta_text = Text("–") if delta is None else Text(
             f"{100 * delta:+.2f}", style="green" if delta > 0 else "red" if delta < 0 else "")
         cells: list[Any] = [str(r["level"] or "–"), Text(run_label(r), style="bold"),
                             Text(str(r["model"]))]  # record strings: plain text, never markup
-        if wide:
+        if setup:
             cells += [Text(str(r["augmentation"])), f"{r['weight_decay']:g}"]
-        cells += [Text(_pct(r["test_acc"]), style="bold"), delta_text,
-                  _pct(r["seed_acc"])]
+        cells += [Text(_pct(r["test_acc"]), style="bold"), delta_text]
+        if grouped:  # a level as the mean of its study's seeds: n, ±, interval, Welch's p
+            group = group_cells(r)
+            cells += [group["n"], group["std"], *([group["ci"]] if wide else []), group["p"],
+                      Text(group["verdict"], style=VERDICT_STYLE.get(group["verdict"], ""))]
+        if study:
+            cells.append(_pct(r["seed_acc"]))
         table.add_row(*cells)
+    if not rows:
+        table.caption = "no finished runs to compare yet"
+        return table
     setups = sorted({f"{r['dataset']} {r['image_size']}px {r['epochs']}ep" for r in rows})
-    table.caption = (f"{escape('; '.join(setups))} · Δ: points vs Level 1 · study: the seed's "
-                     "CIFAR-10 result") if rows else "no finished runs to compare yet"
+    table.caption = Text("\n".join(["; ".join(setups) + " · Δ: points vs Level 1",
+                                     *comparison_notes(rows)]))
     return table
 
 
@@ -90,6 +116,7 @@ class CompareScreen(Screen):
 
     @work(thread=True, exclusive=True, group="compare")
     def _load(self) -> None:
+        from lab.views.bands import curve_groups, read_configs
         from lab.views.compare import comparison
 
         notes: list[str] = []
@@ -102,16 +129,24 @@ class CompareScreen(Screen):
         epochs = {run_label(r): [e for e in read_events(self.runs_dir / r["run_id"] /
                                                         "metrics.jsonl")[0]
                                  if e.get("event") == "epoch"] for r in rows}
-        self.post_message(ComparisonLoaded(rows, epochs, None, notes))
+        groups = curve_groups(read_configs(self.runs_dir,
+                                           {run_label(r): r["run_id"] for r in rows}))
+        self.post_message(ComparisonLoaded(rows, epochs, None, notes, groups))
 
     def on_comparison_loaded(self, message: ComparisonLoaded) -> None:
         self.rows, self.notes = message.rows, message.notes
         table = self.query_one("#compare-table", Static)
         if message.error:
-            table.update(Text(f"! {message.error}", style="bold red"))
+            table.update(Group(Text(f"! {message.error}", style="bold red"),
+                               *(Text(f"! left out: {note}", style="yellow")
+                                 for note in self.notes)))
             return
         table.update(self._table())
-        self.query_one(OverlayView).series = message.epochs
+        if any(r.get("group") for r in self.rows):
+            self.query_one("#compare-title", Static).update(Text.assemble(
+                (" Compare", "bold"), " · latest finished run of each level, or its study's "
+                                      "repeated seeds"))
+        self.query_one(OverlayView).show(message.epochs, message.groups)
         self._draw_bars()
 
     def on_resize(self) -> None:

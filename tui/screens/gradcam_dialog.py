@@ -40,8 +40,8 @@ class GradcamDialog(ModalScreen[GalleryRequest | None]):
                              compact=True, id="method")
                 yield Label("per class")
                 yield Input(str(self._n), type="integer", compact=True, id="n")
-                yield Label("mistakes only")
-                yield Checkbox(compact=True, id="wrong")
+                yield Label("mistakes")
+                yield Checkbox("only the wrong predictions", compact=True, id="wrong")
             yield Static(id="job-error")
             yield Static(Text("runs here, from the run's checkpoint; enter or ctrl+s makes it",
                               style="dim"))

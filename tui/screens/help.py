@@ -17,7 +17,7 @@ ABOUT = (
     "here (or losing the SSH link) leaves every job running."
 )
 EXTRA_KEYS = (
-    ("↑ ↓ pgup pgdn", "move in the list (home, end too)"),
+    ("↑ ↓ pgup pgdn", "move in the list"),
     ("tab shift+tab", "move between the list, the tabs and their content"),
     ("ctrl+p", "command palette: every action by name"),
 )
@@ -28,17 +28,20 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, keys: list[tuple[str, str]]) -> None:
         super().__init__()
-        self._keys = keys
+        self.keys = [*keys, *EXTRA_KEYS]  # (key, what it does), as the table shows them
 
     def compose(self) -> ComposeResult:
+        rows = self.keys
         table = Table.grid(padding=(0, 1))
-        table.add_column(style="bold", no_wrap=True, max_width=12)
-        table.add_column()
-        for key, description in [*self._keys, *EXTRA_KEYS]:
+        # the keys are never cut: their column is as wide as the longest, the text wraps
+        table.add_column(style="bold", no_wrap=True,
+                         min_width=max(Text(key).cell_len for key, _ in rows))
+        table.add_column(ratio=1)
+        for key, description in rows:
             table.add_row(key, description)
         with VerticalScroll(id="dialog", classes="help"):
             yield Static(Text("lab console: keys", style="bold"))
-            yield Static(table)
+            yield Static(table, id="help-keys")
             yield Static(Text(ABOUT, style="dim"), id="help-about")
             yield Static(Text("esc closes", style="dim"))
 

@@ -13,7 +13,6 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from lab.views.charts import epoch_chart, overlay_chart, step_chart
 from tui.detail import Progress, RunDetail, progress
 
 
@@ -66,6 +65,7 @@ class CurvesView(VerticalScroll):
         yield Static(id="curves-progress")
         yield Static(id="curves-epochs")
         yield Static(id="curves-steps")
+        yield Static(id="curves-system")
 
     def watch_detail(self) -> None:
         self._draw()
@@ -103,6 +103,8 @@ class CurvesView(VerticalScroll):
         used = self._draw_progress() + len(notes)
         epochs_w = self.query_one("#curves-epochs", Static)
         steps_w = self.query_one("#curves-steps", Static)
+        system_w = self.query_one("#curves-system", Static)
+        system_w.display = bool(d is not None and d.run_id is not None and d.system)
         if d is None:
             epochs_w.update(Text("select a run", style="dim"))
             steps_w.update("")
@@ -119,15 +121,24 @@ class CurvesView(VerticalScroll):
             epochs_w.update("")
             steps_w.update("")
             return
+        from lab.views.charts import epoch_chart, step_chart, system_chart  # after the list
+
         room = max(12, height - used)
-        top = max(8, room * 3 // 5)
+        below = 0
+        if d.system:  # under the loss: the run's CPU (and GPU) use over time
+            below = max(6, room // 5)
+            system_w.update(chart_text(system_chart(d.system, width=width, height=below)))
+        top = max(8, (room - below) * 3 // 5)
         epochs_w.update(chart_text(epoch_chart(d.epochs(), width=width, height=top)))
         steps = [e for e in d.steps() if e.get("loss") is not None]
-        steps_w.update(chart_text(step_chart(steps, width=width, height=max(6, room - top))))
+        steps_w.update(chart_text(step_chart(steps, width=width,
+                                             height=max(6, room - top - below))))
 
 
 class OverlayView(Static):
-    """Validation accuracy of several runs on shared axes, one stable colour per run."""
+    """Validation accuracy of several runs on shared axes, one stable colour per run; runs
+    that form a group (`groups`: name -> their labels) are drawn as the group's mean with a
+    min–max band (`lab.views.bands`)."""
 
     DEFAULT_CSS = """
     OverlayView { width: 1fr; height: 1fr; min-height: 8; text-wrap: nowrap; text-overflow: clip; }
@@ -138,6 +149,12 @@ class OverlayView(Static):
     def __init__(self, *, fixed_height: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self._fixed_height = fixed_height
+        self.groups: dict[str, list[str]] = {}
+
+    def show(self, series: dict[str, list[dict]], groups: dict[str, list[str]]) -> None:
+        """New curves: each run's epoch events, and which of them form groups."""
+        self.groups = groups
+        self.series = series
 
     def watch_series(self) -> None:
         self._draw()
@@ -152,13 +169,14 @@ class OverlayView(Static):
             self.update(Text("mark runs with space to overlay their validation accuracy",
                              style="dim"))
             return
+        from lab.views.bands import overlay_curves
+        from lab.views.charts import overlay_chart
+
         width = max(20, self.size.width - 1)
         height = self._fixed_height or max(8, self.size.height - 1)
-        points = {name: [(e["epoch"], 100 * e["val_acc"]) for e in epochs
-                         if e.get("val_acc") is not None and e.get("epoch") is not None]
-                  for name, epochs in self.series.items()}
+        points, bands = overlay_curves(self.series, self.groups)
         chart = overlay_chart(points, title="validation accuracy", ylabel="%", width=width,
-                              height=height, xlabel="epoch")
+                              height=height, xlabel="epoch", bands=bands)
         missing = [n for n, p in points.items() if not p]
         parts: list = [chart_text(chart)]
         if missing:

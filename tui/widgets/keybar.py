@@ -1,5 +1,7 @@
 """The key bar at the bottom: every key of the screen with what it does, wrapped onto a second
-line when the terminal is narrow (Textual's Footer is one line and cuts keys off at 80 columns)."""
+line when the terminal is narrow (Textual's Footer is one line and cuts keys off at 80 columns).
+Notifications are lifted above it: Textual leaves room for a one-line footer only, so a toast
+would otherwise sit on the bar's first line."""
 
 from __future__ import annotations
 
@@ -62,6 +64,8 @@ class KeyBar(Static):
         wrapped = [_wrap(pieces, width, gap) for gap in (2, 1)]
         lines = min(wrapped, key=len)  # two spaces between keys unless one space saves a line
         self.update(Text("\n").join(lines))
+        for rack in self.screen.query("#textual-toastrack"):  # the screen's notifications
+            rack.styles.margin = (0, 0, len(lines), 0)
 
 
 def _wrap(pieces: list[Text], width: int, gap: int) -> list[Text]:

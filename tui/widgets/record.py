@@ -99,7 +99,8 @@ class LogView(VerticalScroll):
 def log_text(detail: RunDetail | None) -> Text:
     if detail is None:
         return Text("select a run", style="dim")
-    text = Text()
+    text = Text("l: full screen, following the log as it grows, with search and wrap\n",
+                style="dim")
     for err in detail.errors:
         text.append(f"! {err}\n", style="bold red")
     if detail.log:

@@ -15,9 +15,10 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Static
 
-from lab.views.charts import series_color
+from lab.views.chart_parts import series_color
 from lab.views.states import CORRUPT, look
-from tui.model import SORTS, Row, age, sort_rows
+from lab.views.study import PROGRESS_BUCKETS
+from tui.model import SORTS, Row, age, sort_rows, with_studies
 
 WIDE = 55  # from this many columns on, the list shows its extra columns
 
@@ -41,8 +42,16 @@ WIDTHS = {c.key: c.width for c in COLUMNS}
 class RunTable(DataTable):
     """The table itself; only adds keys (space marks) on top of DataTable's navigation."""
 
-    BINDINGS = [Binding("space", "mark", "mark", key_display="space",
-                        tooltip="mark or unmark the run: marked runs overlay (tab 7) and compare")]
+    BINDINGS = [
+        Binding("space", "mark", "mark", key_display="space",
+                tooltip="mark or unmark the run: marked runs overlay (tab 7) and compare; "
+                "on a study's header: fold or unfold the study"),
+        Binding("enter", "select_cursor", "fold", show=False,
+                tooltip="on a study's header: fold or unfold its jobs and runs"),
+        # DataTable's own home/end scroll sideways; in a list of rows they mean first and last
+        Binding("home", "scroll_top", "first", show=False, tooltip="first row of the list"),
+        Binding("end", "scroll_bottom", "last", show=False, tooltip="last row of the list"),
+    ]
 
     class MarkToggled(Message):
         def __init__(self, key: str) -> None:
@@ -71,6 +80,7 @@ class RunList(Vertical):
     sort: reactive[str] = reactive("newest")
     filter_text: reactive[str] = reactive("")
     marked: reactive[frozenset[str]] = reactive(frozenset)
+    collapsed: reactive[frozenset[str]] = reactive(frozenset)  # studies shown as a header only
 
     class Highlighted(Message):
         """The cursor is on another row (or the same row changed)."""
@@ -84,8 +94,18 @@ class RunList(Vertical):
             super().__init__()
             self.rows = rows
 
-    def __init__(self, clock: Callable[[], float] = time.time, **kwargs) -> None:
+    class Folded(Message):
+        """A study was collapsed or expanded: `collapsed` are the studies now collapsed."""
+
+        def __init__(self, collapsed: frozenset[str]) -> None:
+            super().__init__()
+            self.collapsed = collapsed
+
+    def __init__(self, clock: Callable[[], float] = time.time, sort: str = "newest",
+                 collapsed: frozenset[str] = frozenset(), **kwargs) -> None:
         super().__init__(**kwargs)
+        self.set_reactive(RunList.sort, sort)
+        self.set_reactive(RunList.collapsed, frozenset(collapsed))
         self._clock = clock
         self._shown: list[Row] = []
         self._wide: bool | None = None
@@ -128,6 +148,15 @@ class RunList(Vertical):
         self._rebuild()
         self.post_message(self.MarksChanged(self.marked_rows()))
 
+    def watch_collapsed(self) -> None:
+        self._rebuild()
+        self.post_message(self.Folded(self.collapsed))
+
+    @property
+    def studies(self) -> list[str]:
+        """The studies of the list's rows, in name order."""
+        return sorted({r.study for r in self.rows if r.study})
+
     def on_resize(self) -> None:
         wide = self.size.width >= WIDE
         if wide != self._wide:
@@ -140,9 +169,11 @@ class RunList(Vertical):
         if not self.is_mounted or self._wide is None:
             return
         table = self.table
-        visible = sort_rows([r for r in self.rows if not self.filter_text
-                             or r.matches(self.filter_text)], self.sort)
+        matching = sort_rows([r for r in self.rows if not self.filter_text
+                              or r.matches(self.filter_text)], self.sort)
+        visible = with_studies(matching, self.rows, self.collapsed)
         keys = [r.key for r in visible]
+        self._current = self._in_view(self._current, keys)
         now = self._clock()
         rendered = {r.key: self._cells(r, now) for r in visible}
         if columns or [r.key for r in self._shown] != keys or not table.columns:
@@ -161,7 +192,7 @@ class RunList(Vertical):
                     if before is None or _sig(before[i]) != _sig(cell):
                         table.update_cell(key, col, cell)
         self._shown, self._rendered = visible, rendered
-        self._update_title()
+        self._update_title(len(matching))
         self._current = self._key_under_cursor()
         self.post_message(self.Highlighted(self.current))
 
@@ -169,6 +200,8 @@ class RunList(Vertical):
         return [c.key for c in COLUMNS if self._wide or not c.wide_only]
 
     def _cells(self, row: Row, now: float) -> list[Text]:
+        if row.is_header:
+            return self._header_cells(row, now)
         mark = "●" if row.key in self.marked else " "
         colour = series_color(row.label) if row.key in self.marked else ""
         icon = "!" if row.warning and row.state != CORRUPT else look(row.state).icon
@@ -178,7 +211,8 @@ class RunList(Vertical):
             state = f"run {row.epoch}/{row.epochs}"
         cells = {
             "mark": Text.assemble((mark, colour), (icon, icon_style)),
-            "name": Text(row.name, style="bold" if row.key in self.marked else ""),
+            "name": Text((" " if row.study else "") + row.name,  # under its study's header
+                         style="bold" if row.key in self.marked else ""),
             "state": Text(state, style=look(row.state).style),
             "epoch": _right(f"{row.epoch}/{row.epochs}" if row.epochs else "", "epoch"),
             "data": Text(row.dataset),
@@ -188,8 +222,34 @@ class RunList(Vertical):
         }
         return [cells[k] for k in self._columns()]
 
-    def _update_title(self) -> None:
-        total, shown = len(self.rows), len(self._shown)
+    def _header_cells(self, row: Row, now: float) -> list[Text]:
+        """A study's header: fold mark, name, counts by state (✓ done ▶ running · queued
+        ✗ failed ⊘ stopped), the best finished run's test accuracy (▲, in the val column)
+        and the mean of the finished ones (μ, in the test column)."""
+        p = row.progress
+        assert p is not None
+        fold = "▸" if row.study in self.collapsed else "▾"
+        counts = [(f"{look(PROGRESS_BUCKETS[b][0]).icon}{n}", look(PROGRESS_BUCKETS[b][0]).style)
+                  for b, n in p.counts.items() if n]
+        room = WIDTHS["state"] - 1
+        gap = " " if sum(len(t) + 1 for t, _ in counts) - 1 <= room else ""
+        state = Text(gap).join(Text(t, style=style) for t, style in counts)
+        state.truncate(room)
+        state.append(" " * (WIDTHS["state"] - state.cell_len))
+        cells = {
+            "mark": Text(f" {fold}", style="bold"),
+            "name": Text(row.name, style="bold underline"),
+            "state": state,
+            "epoch": _right(f"×{p.total}", "epoch", style="dim"),
+            "data": Text(row.dataset),
+            "val": _right("" if p.best is None else f"▲{_pct(p.best)}", "val", style="dim"),
+            "test": _right("" if p.mean is None else f"μ{_pct(p.mean)}", "test", style="bold"),
+            "age": _right(age(now - row.created) if row.created else "", "age", gap=0),
+        }
+        return [cells[k] for k in self._columns()]
+
+    def _update_title(self, shown: int) -> None:
+        total = len(self.rows)
         text = f"Jobs & runs · {self.sort}"
         if self.filter_text:
             text += f" · “{self.filter_text}” {shown}/{total}"
@@ -217,7 +277,43 @@ class RunList(Vertical):
     @on(RunTable.MarkToggled)
     def _toggle(self, event: RunTable.MarkToggled) -> None:
         event.stop()
-        self.marked = self.marked ^ {event.key}
+        header = self._header(event.key)
+        if header is not None:
+            self.fold(header.study)
+        else:
+            self.marked = self.marked ^ {event.key}
+
+    @on(DataTable.RowSelected)
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        header = self._header(event.row_key.value)
+        if header is not None:
+            self.fold(header.study)
+
+    def _header(self, key: str | None) -> Row | None:
+        row = next((r for r in self._shown if r.key == key), None)
+        return row if row is not None and row.is_header else None
+
+    def fold(self, study: str) -> None:
+        """Collapse or expand one study (a cursor on one of its rows goes to its header)."""
+        self.collapsed = self.collapsed ^ {study}
+
+    def fold_all(self) -> None:
+        """Collapse every study, or expand them all when every one is collapsed already."""
+        studies = frozenset(self.studies)
+        if studies and studies <= self.collapsed:
+            self.collapsed = self.collapsed - studies
+        else:
+            self.collapsed = self.collapsed | studies
+
+    def _in_view(self, key: str | None, keys: list[str]) -> str | None:
+        """`key`, or its study's header when the row is hidden in a collapsed (or filtered)
+        study: the cursor stays with what it was on instead of jumping to the top."""
+        if key in keys:
+            return key
+        row = next((r for r in self.rows if r.key == key), None)
+        header = f"study:{row.study}" if row is not None and row.study else None
+        return header if header in keys else key
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -229,6 +325,13 @@ class RunList(Vertical):
         event.stop()
         self.remove_class("-filtering")
         self.table.focus()
+
+    def select(self, key: str) -> None:
+        """Put the cursor on the row with this key, now or when the rows arrive."""
+        self._current = key
+        keys = [r.key for r in self._shown]
+        if key in keys and self.is_mounted:
+            self.table.move_cursor(row=keys.index(key), animate=False)
 
     def open_filter(self) -> None:
         self.add_class("-filtering")

@@ -35,13 +35,15 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("LAB_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
-    with interrupt_on_signals() as signals:
-        try:
+    signals: list[int] = []
+    code: int = ExitCode.INTERRUPTED
+    try:  # around the `with`: the first signal may come while its handlers are installed
+        with interrupt_on_signals(signals):
             code = _run(args, debug)
-        except Interrupted:  # before the command started, or while an error was reported
-            code = ExitCode.INTERRUPTED
-        if signals and code == ExitCode.INTERRUPTED:  # Typer turns it into a silent exit 130
-            _fail(f"interrupted by {signal.Signals(signals[0]).name}")
+    except Interrupted:  # before the command started, or while an error was reported
+        code = ExitCode.INTERRUPTED
+    if signals and code == ExitCode.INTERRUPTED:  # Typer turns it into a silent exit 130
+        _fail(f"interrupted by {signal.Signals(signals[0]).name}")  # later signals are ignored
     from lab.core.collectives import leave
 
     leave(int(code))  # a rank of the user's torchrun skips the interpreter's teardown

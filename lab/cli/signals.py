@@ -34,14 +34,19 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextmanager
-def interrupt_on_signals() -> Iterator[list[int]]:
-    """Within the block, the first handled signal raises `Interrupted`; yields the signals seen.
+def interrupt_on_signals(seen: list[int] | None = None) -> Iterator[list[int]]:
+    """Within the block, the first handled signal raises `Interrupted`; yields the signals seen
+    (appended to `seen` when given).
+
+    The first signal may come while the handlers are still being installed, so `Interrupted`
+    can leave the `with` statement itself, not only its body: a caller that must not die of it
+    catches it outside the block, and passes `seen` to learn which signal it was.
 
     The handlers stay ignoring after a signal fired (the process is on its way out and must
     finish cleaning up); otherwise the previous ones come back. Outside the main thread it does
     nothing: Python delivers signals to the main thread only.
     """
-    seen: list[int] = []
+    seen = [] if seen is None else seen
     if threading.current_thread() is not threading.main_thread():
         yield seen
         return

@@ -138,10 +138,11 @@ class Worker:
         self.queue.register_worker(self.id, self.pid, [s.name for s in self.slots],
                                    self.lease_s, detached=self.detached, log=log)
         pidfile.write_text(f"{self.pid}\n")
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        self.say(f"worker {self.id} started: slots {', '.join(s.name for s in self.slots)}; "
-                 f"runs {self.runs_dir}")
-        try:
+        previous = signal.getsignal(signal.SIGTERM)
+        try:  # installed inside: a SIGTERM right after it still runs the `finally`
+            signal.signal(signal.SIGTERM, _raise_interrupt)
+            self.say(f"worker {self.id} started: slots {', '.join(s.name for s in self.slots)}; "
+                     f"runs {self.runs_dir}")
             self._start_templates()
             self._loop()
         except KeyboardInterrupt:
@@ -150,7 +151,7 @@ class Worker:
             self._interrupt_jobs()
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
             self.hooks.drain(ON_EXIT_GRACE_S)
             for template in self.templates.values():
                 template.close()

@@ -8,7 +8,6 @@ command, while they are restored) and `main` must report it the same way every t
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -45,7 +44,7 @@ def _sender(signum: int, at_call: int, installing: bool) -> Callable[..., object
         if _is_ours(handler) == installing:
             calls["n"] += 1
             if calls["n"] == at_call and _is_ours(signal.getsignal(signum)):
-                os.kill(os.getpid(), signum)  # delivered before the next bytecode
+                signal.raise_signal(signum)  # to this thread: handled before the next bytecode
         return previous
 
     return fake
@@ -90,13 +89,13 @@ def test_a_signal_in_the_command_and_a_second_one_while_reporting(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         restore_handlers: None, signum: int) -> None:
     def command(args: list[str]) -> int:
-        os.kill(os.getpid(), signum)
+        signal.raise_signal(signum)
         raise AssertionError("the signal did not interrupt the command")
 
     real_fail = cli._fail
 
     def fail_twice(message: str) -> None:  # a second signal while the first is reported
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
         real_fail(message)
 
     monkeypatch.setattr(cli, "run_fast", command)

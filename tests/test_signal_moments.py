@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,54 @@ def test_a_signal_in_the_command_and_a_second_one_while_reporting(
     assert _main(["anything"]).code == 130
     assert capsys.readouterr().err.strip().splitlines() == [
         f"lab: error: interrupted by {signal.Signals(signum).name}"]
+
+
+# ---- the worker: a SIGTERM at each step of its start leaves no registration behind ------------
+WORKER_STEPS = ["register_worker", "write_pid_file", "say", "_start_templates"]
+
+
+@pytest.mark.parametrize("step", WORKER_STEPS)
+def test_a_sigterm_while_the_worker_starts_leaves_no_registration_or_pid_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_handlers: None,
+        step: str) -> None:
+    from lab.queue import worker as worker_module
+    from lab.queue.jobs import JobQueue
+    from lab.queue.worker import Slot, Worker, pid_file
+
+    runs = tmp_path / "runs"
+    worker = Worker(runs, tmp_path / "data", [Slot("cpu", "")], poll=0.05, warm=False,
+                    say=lambda _text: None)
+    real = {"register_worker": worker.queue.register_worker, "say": worker.say,
+            "_start_templates": worker._start_templates}
+
+    def then_sigterm(name: str) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
+            result = real[name](*args, **kwargs)
+            signal.raise_signal(signal.SIGTERM)
+            return result
+        return call
+
+    if step == "write_pid_file":
+        real_write = worker_module.atomic_write_bytes
+
+        def write_then_sigterm(path: Path, data: bytes) -> None:
+            real_write(path, data)
+            signal.raise_signal(signal.SIGTERM)
+
+        monkeypatch.setattr(worker_module, "atomic_write_bytes", write_then_sigterm)
+    elif step == "register_worker":
+        monkeypatch.setattr(worker.queue, step, then_sigterm(step))
+    else:
+        monkeypatch.setattr(worker, step, then_sigterm(step))
+    def as_main_does(signum: int, _frame: object) -> None:  # `lab worker` runs inside main's
+        raise lab_signals.Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, as_main_does)
+    with pytest.raises(KeyboardInterrupt):
+        worker.run()
+    assert not pid_file(runs, worker.pid).exists()
+    queue = JobQueue.open(runs)
+    try:
+        assert queue.workers() == []
+    finally:
+        queue.close()

@@ -45,6 +45,7 @@ from lab.queue.jobs import Job, JobQueue, host_name, job_log_path, now_text
 from lab.queue.notify import EndHooks
 from lab.queue.template import Adopted, Template, become_subreaper, reap_strays
 from lab.runs import State
+from lab.runs.store import atomic_write_bytes
 
 ON_EXIT_GRACE_S = 30.0  # how long an exiting worker lets its on-end commands finish
 STOP_GRACE_S = 30.0  # how long a stopping worker waits for its jobs to record their state
@@ -135,12 +136,12 @@ class Worker:
         pidfile = pid_file(self.runs_dir, self.pid)
         pidfile.parent.mkdir(parents=True, exist_ok=True)
         log = str(worker_log(self.runs_dir, self.pid)) if self.detached else None
-        self.queue.register_worker(self.id, self.pid, [s.name for s in self.slots],
-                                   self.lease_s, detached=self.detached, log=log)
-        pidfile.write_text(f"{self.pid}\n")
         previous = signal.getsignal(signal.SIGTERM)
-        try:  # installed inside: a SIGTERM right after it still runs the `finally`
+        try:  # everything inside: a signal at any point still runs the `finally`
             signal.signal(signal.SIGTERM, _raise_interrupt)
+            self.queue.register_worker(self.id, self.pid, [s.name for s in self.slots],
+                                       self.lease_s, detached=self.detached, log=log)
+            atomic_write_bytes(pidfile, f"{self.pid}\n".encode())  # `detach` waits for it whole
             self.say(f"worker {self.id} started: slots {', '.join(s.name for s in self.slots)}; "
                      f"runs {self.runs_dir}")
             self._start_templates()
@@ -159,7 +160,7 @@ class Worker:
                 become_subreaper(False)
             if self._watch is not None:
                 self._watch.close()
-            self.queue.unregister_worker(self.id)
+            self.queue.unregister_worker(self.id)  # nothing to delete if it never registered
             pidfile.unlink(missing_ok=True)
             self.queue.close()
         self.say(f"worker {self.id} exits")

@@ -105,7 +105,8 @@ def tree_fingerprint(path: Path) -> dict:
     return {"files": files, "newest_mtime": newest}
 
 
-def _read_capped(path: str, max_bytes: int) -> bytes | str:
+def read_capped(path: str, max_bytes: int) -> bytes | str:
+    """A file's bytes, or why there are none (shared with `lab predict`'s sources)."""
     try:
         with open(path, "rb") as f:
             # The size it has now (+1: it may grow), capped; a read of n may allocate n up front.
@@ -120,7 +121,7 @@ def _read_capped(path: str, max_bytes: int) -> bytes | str:
 def _decode_one(
     item: Item, size: int | None, max_bytes: int, max_pixels: int
 ) -> tuple[Decoded, str | None]:
-    blob = _read_capped(item, max_bytes) if isinstance(item, str) else item
+    blob = read_capped(item, max_bytes) if isinstance(item, str) else item
     if isinstance(blob, str):
         return blob, None
     digest = hashlib.sha256(blob).hexdigest() if isinstance(item, str) else None
@@ -297,7 +298,8 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _safe_key(name: str, archive: Path) -> Key:
+def safe_key(name: str, archive: Path) -> Key:
+    """An archive member's path as parts; import and `lab predict` refuse the same names."""
     # Members are never extracted, but a path that tries to escape marks a hostile archive.
     p = PurePosixPath(name.replace("\\", "/"))
     if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
@@ -326,7 +328,7 @@ def _scan_tar(path: Path, decoder: _Decoder, dirs: set[Key], limits: Limits) -> 
     seen: set[Key] = set()
     with TarStream(path, limits) as tar:
         for member in tar:
-            key = _safe_key(member.name, path)
+            key = safe_key(member.name, path)
             if not key:
                 continue
             if member.isdir():
@@ -353,7 +355,7 @@ def _scan_zip(path: Path, decoder: _Decoder, dirs: set[Key], limits: Limits) -> 
             )
         # Everything the central directory can tell is checked before a byte is unpacked.
         for info in zf.infolist():
-            key = _safe_key(info.filename, path)
+            key = safe_key(info.filename, path)
             if not key:
                 continue
             if info.is_dir():

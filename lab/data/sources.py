@@ -25,7 +25,7 @@ from lab.data.archive import (
     damaged_as_data_error,
     read_zip_member,
 )
-from lab.data.folder import _read_capped, _safe_key, archive_kind
+from lab.data.folder import archive_kind, read_capped, safe_key
 from lab.data.layout import hidden as _hidden
 from lab.data.layout import is_image as _is_image
 from lab.errors import DataError, LabError, NotFoundError
@@ -50,7 +50,7 @@ class Entry:
             raise DataError(self.error)
         if self.blob is not None:
             return self.blob
-        got = _read_capped(str(self.path), limits.file_bytes)
+        got = read_capped(str(self.path), limits.file_bytes)
         if isinstance(got, str):
             raise DataError(got)
         return got
@@ -114,7 +114,7 @@ def _tar(path: Path, limits: Limits) -> Iterator[Entry | Skipped]:
     other = 0
     with TarStream(path, limits) as tar:
         for member in tar:
-            key = _safe_key(member.name, path)
+            key = safe_key(member.name, path)
             if not key or not member.isfile() or _hidden(key):
                 continue
             if not _is_image(key):
@@ -142,7 +142,7 @@ def _zip(path: Path, limits: Limits) -> Iterator[Entry | Skipped]:
         check_directory(path, zf)
         wanted, other = [], 0
         for info in zf.infolist():
-            key = _safe_key(info.filename, path)
+            key = safe_key(info.filename, path)
             if not key or info.is_dir() or _hidden(key):
                 continue
             if _is_image(key):
